@@ -1,0 +1,144 @@
+import { SaxesParser } from "saxes";
+import type { SpecLimits } from "./limits.js";
+import type { SpecError } from "./problems.js";
+
+/** One element of the document, with where its start tag begins. */
+export interface XmlElement {
+  name: string;
+  attributes: Record<string, string>;
+  children: XmlElement[];
+  /** Character data directly inside the element, joined across comments and CDATA. */
+  text: string;
+  line: number;
+  column: number;
+}
+
+class Stop extends Error {}
+
+/**
+ * Reads XML text into an element tree with a strict, non-validating parser:
+ * no DOCTYPE at all (so no entity definitions, no XXE, no entity expansion), only the
+ * five predefined entities and character references, and caps on depth, element count
+ * and text length. Stops at the first error, as libxml2 does with FATAL errors.
+ */
+export function readXmlTree(text: string, limits: SpecLimits): { root: XmlElement } | { error: SpecError } {
+  const parser = new SaxesParser({ position: true });
+  const stack: XmlElement[] = [];
+  let root: XmlElement | undefined;
+  let rootClosed = false;
+  let elementCount = 0;
+  let error: SpecError | undefined;
+  let startLine = 1;
+  let startColumn = 1;
+
+  const fail = (
+    code: SpecError["code"],
+    message: string,
+    line = parser.line,
+    column = parser.column,
+  ): never => {
+    error = { line, column: Math.max(column, 1), path: pathOf(stack), code, message };
+    throw new Stop();
+  };
+
+  parser.on("error", (e) => {
+    if (rootClosed) return; // like go-katapult, only the first root element is read
+    const message = e.message.replace(/^\d+:\d+: /, "");
+    if (message.startsWith("undefined entity"))
+      fail(
+        "undefined_entity",
+        `undefined entity (only &amp; &lt; &gt; &apos; &quot; and character references are allowed)`,
+      );
+    fail("malformed", message);
+  });
+  parser.on("xmldecl", (decl) => {
+    if (decl.encoding !== undefined && decl.encoding.toLowerCase() !== "utf-8") {
+      fail("unsupported_encoding", `encoding "${decl.encoding}" declared but only UTF-8 is supported`);
+    }
+  });
+  parser.on("doctype", () => fail("doctype_forbidden", "a DOCTYPE is not allowed in a spec document"));
+  parser.on("opentagstart", (tag) => {
+    if (rootClosed) return;
+    startLine = parser.line;
+    startColumn = parser.column - tag.name.length - 1 + 1;
+    if (++elementCount > limits.maxElements) {
+      fail(
+        "too_many_elements",
+        `the document has more than ${limits.maxElements} elements`,
+        startLine,
+        startColumn,
+      );
+    }
+    if (stack.length + 1 > limits.maxDepth) {
+      fail(
+        "nesting_too_deep",
+        `elements are nested deeper than ${limits.maxDepth} levels`,
+        startLine,
+        startColumn,
+      );
+    }
+  });
+  parser.on("opentag", (tag) => {
+    if (rootClosed) return;
+    const attributes: Record<string, string> = {};
+    for (const [name, value] of Object.entries(tag.attributes)) {
+      const text = typeof value === "string" ? value : value.value;
+      if (text.length > limits.maxTextLength) {
+        fail("text_too_long", `attribute ${name} is longer than ${limits.maxTextLength} characters`);
+      }
+      attributes[name] = text;
+    }
+    const element: XmlElement = {
+      name: tag.name,
+      attributes,
+      children: [],
+      text: "",
+      line: startLine,
+      column: startColumn,
+    };
+    const parent = stack[stack.length - 1];
+    if (parent) parent.children.push(element);
+    else root = element;
+    stack.push(element);
+  });
+  const appendText = (data: string) => {
+    const current = stack[stack.length - 1];
+    if (!current) return;
+    current.text += data;
+    if (current.text.length > limits.maxTextLength) {
+      fail(
+        "text_too_long",
+        `text inside <${current.name}> is longer than ${limits.maxTextLength} characters`,
+      );
+    }
+  };
+  parser.on("text", appendText);
+  parser.on("cdata", appendText);
+  parser.on("closetag", () => {
+    stack.pop();
+    if (stack.length === 0 && root) rootClosed = true;
+  });
+
+  try {
+    parser.write(text).close();
+  } catch (e) {
+    if (!(e instanceof Stop)) throw e;
+  }
+  if (error) return { error };
+  if (!root) {
+    return {
+      error: {
+        line: parser.line,
+        column: Math.max(parser.column, 1),
+        path: "",
+        code: "empty_document",
+        message: "the document has no root element",
+      },
+    };
+  }
+  return { root };
+}
+
+function pathOf(stack: readonly XmlElement[]): string {
+  return stack.length === 0 ? "" : "/" + stack.map((e) => e.name).join("/");
+}
