@@ -1,6 +1,7 @@
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Scalar } from "yaml";
 import { LOOKUP_KINDS, type VirtualMachineSpec } from "./model.js";
 import { field, SPEC_SCHEMA, str, type Field, type FieldType } from "./schema.js";
+import { DEFAULT_LIMITS } from "./limits.js";
 import { ROOT_PATH, SourceMap, type SpecError } from "./problems.js";
 
 const YAML_BOOLEANS: Record<string, boolean> = {};
@@ -21,7 +22,10 @@ export class DataSpecReader {
   readonly sources = new SourceMap();
   private readonly lines = new LineCounter();
 
-  constructor(private readonly format: "json" | "yaml") {}
+  constructor(
+    private readonly format: "json" | "yaml",
+    private readonly maxDepth = DEFAULT_LIMITS.maxDepth,
+  ) {}
 
   read(text: string): VirtualMachineSpec | undefined {
     return this.readAs(text, SPEC_SCHEMA, ROOT_PATH) as VirtualMachineSpec | undefined;
@@ -36,6 +40,16 @@ export class DataSpecReader {
         path: "",
         code: "empty_document",
         message: "the document is empty",
+      });
+      return undefined;
+    }
+    const depth = flowDepth(text, this.maxDepth);
+    if (depth > this.maxDepth) {
+      this.errors.push({
+        ...positionIn(text, depth),
+        path: "",
+        code: "nesting_too_deep",
+        message: `brackets are nested deeper than ${this.maxDepth} levels`,
       });
       return undefined;
     }
@@ -180,6 +194,30 @@ export class DataSpecReader {
     const { line, col } = this.lines.linePos(offset);
     return { line, column: col };
   }
+}
+
+/**
+ * How deeply `[` and `{` nest outside quoted strings and comments; returns the offset
+ * of the first bracket past `max` (a number above `max`), else the depth reached. Run
+ * before parsing so that no parser recurses through a hostile document.
+ */
+function flowDepth(text: string, max: number): number {
+  let depth = 0;
+  let deepest = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"' || c === "'") {
+      for (i++; i < text.length && text[i] !== c; i++) if (c === '"' && text[i] === "\\") i++;
+    } else if (c === "#" && (i === 0 || /\s/.test(text[i - 1]!))) {
+      while (i < text.length && text[i] !== "\n") i++;
+    } else if (c === "[" || c === "{") {
+      if (++depth > max) return Math.max(i, max + 1);
+      deepest = Math.max(deepest, depth);
+    } else if (c === "]" || c === "}") {
+      depth--;
+    }
+  }
+  return deepest;
 }
 
 function isZero(value: unknown): boolean {

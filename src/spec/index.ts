@@ -70,7 +70,7 @@ export function parseSpec(input: string | Uint8Array, options: SpecOptions = {})
     return { format, spec, errors: reader.errors, warnings: reader.warnings, sources: reader.sources };
   }
 
-  const reader = new DataSpecReader(format);
+  const reader = new DataSpecReader(format, limits.maxDepth);
   const spec = reader.read(text);
   const readable = spec !== undefined && reader.errors.length === 0;
   return {

@@ -271,7 +271,7 @@ export class XmlSpecReader {
   }
 
   text(element: XmlElement, path: string, checkAttributes = true): string {
-    this.sources.set(path, element);
+    this.sources.set(path, position(element));
     if (checkAttributes) this.checkAttributes(element, path, []);
     for (const child of element.children) this.unknown(child, `${path}/${child.name}`);
     return element.text;
@@ -306,7 +306,7 @@ export class XmlSpecReader {
   }
 
   private walk(element: XmlElement, path: string, shape: Shape, textAllowed = false): void {
-    this.sources.set(path, element);
+    this.sources.set(path, position(element));
     this.checkAttributes(element, path, shape.attributes ?? []);
     if (!textAllowed && element.text.trim() !== "") {
       this.warnings.push({

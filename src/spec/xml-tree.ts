@@ -30,6 +30,7 @@ export function readXmlTree(text: string, limits: SpecLimits): { root: XmlElemen
   let error: SpecError | undefined;
   let startLine = 1;
   let startColumn = 1;
+  let lastClosed: string | undefined;
 
   const fail = (
     code: SpecError["code"],
@@ -44,6 +45,10 @@ export function readXmlTree(text: string, limits: SpecLimits): { root: XmlElemen
   parser.on("error", (e) => {
     if (rootClosed) return; // like go-katapult, only the first root element is read
     const message = e.message.replace(/^\d+:\d+: /, "");
+    if (!root && message.includes("root element")) fail("empty_document", "the document has no root element");
+    if (message.startsWith("unexpected close tag") && lastClosed) {
+      fail("malformed", `element <${lastClosed}> closed by a different end tag`);
+    }
     if (message.startsWith("undefined entity"))
       fail(
         "undefined_entity",
@@ -60,7 +65,8 @@ export function readXmlTree(text: string, limits: SpecLimits): { root: XmlElemen
   parser.on("opentagstart", (tag) => {
     if (rootClosed) return;
     startLine = parser.line;
-    startColumn = parser.column - tag.name.length - 1 + 1;
+    // saxes reports the column after the character that ended the name.
+    startColumn = parser.column - tag.name.length - 1;
     if (++elementCount > limits.maxElements) {
       fail(
         "too_many_elements",
@@ -115,7 +121,7 @@ export function readXmlTree(text: string, limits: SpecLimits): { root: XmlElemen
   parser.on("text", appendText);
   parser.on("cdata", appendText);
   parser.on("closetag", () => {
-    stack.pop();
+    lastClosed = stack.pop()?.name;
     if (stack.length === 0 && root) rootClosed = true;
   });
 
