@@ -1,5 +1,14 @@
-import { Command, InvalidArgumentError, Option } from "commander";
-import { canonical, checkSpec, DEFAULT_LIMITS, parseSpec, SPEC_FORMATS, writeSpec, type SpecFormat } from "../spec/index.js";
+import type { Command } from "commander";
+import { InvalidArgumentError, Option } from "commander";
+import {
+  canonical,
+  checkSpec,
+  DEFAULT_LIMITS,
+  parseSpec,
+  SPEC_FORMATS,
+  writeSpec,
+  type SpecFormat,
+} from "../spec/index.js";
 import { detectFormat } from "../spec/index.js";
 import { readCapped } from "./input.js";
 
@@ -7,12 +16,17 @@ function formatOption(flag: string, description: string): Option {
   return new Option(flag, description).choices(SPEC_FORMATS as string[]);
 }
 
-async function load(file: string, format: SpecFormat | undefined): Promise<{ bytes: Uint8Array; format: SpecFormat }> {
+async function load(
+  file: string,
+  format: SpecFormat | undefined,
+): Promise<{ bytes: Uint8Array; format: SpecFormat }> {
   let bytes: Uint8Array;
   try {
     bytes = await readCapped(file, DEFAULT_LIMITS.maxBytes);
   } catch (error) {
-    throw new InvalidArgumentError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    throw new InvalidArgumentError(
+      `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+    );
   }
   const sample = Buffer.from(bytes.subarray(0, 64)).toString("utf8");
   return { bytes, format: format ?? detectFormat(sample, file === "-" ? undefined : file) };
@@ -23,7 +37,9 @@ export function registerSpecCommands(program: Command): void {
 
   spec
     .command("check")
-    .description("Validate a spec (XML, JSON or YAML) and print the result as JSON; exit 0 valid, 1 invalid, 2 usage")
+    .description(
+      "Validate a spec (XML, JSON or YAML) and print the result as JSON; exit 0 valid, 1 invalid, 2 usage",
+    )
     .argument("<file>", "spec file, or - for standard input")
     .addOption(formatOption("--format <format>", "input format (default: from the extension or the content)"))
     .action(async (file: string, options: { format?: SpecFormat }) => {
@@ -49,7 +65,8 @@ export function registerSpecCommands(program: Command): void {
       const input = await load(file, options.format).catch(usage(spec));
       const result = parseSpec(input.bytes, { format: input.format });
       if (!result.spec || result.errors.length > 0) {
-        for (const e of result.errors) process.stderr.write(`${file}:${e.line}:${e.column}: ${e.code}: ${e.message}\n`);
+        for (const e of result.errors)
+          process.stderr.write(`${file}:${e.line}:${e.column}: ${e.code}: ${e.message}\n`);
         process.exitCode = 1;
         return;
       }
@@ -58,5 +75,6 @@ export function registerSpecCommands(program: Command): void {
 }
 
 function usage(command: Command): (error: unknown) => never {
-  return (error) => command.error(`error: ${(error as Error).message}`, { exitCode: 2, code: "trebuchet.input" });
+  return (error) =>
+    command.error(`error: ${(error as Error).message}`, { exitCode: 2, code: "trebuchet.input" });
 }

@@ -1,0 +1,106 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import SQLite from "better-sqlite3";
+import { Kysely, PostgresDialect, SqliteDialect } from "kysely";
+import pg from "pg";
+import { migrateToLatest } from "./migrate.js";
+import type { Database } from "./schema.js";
+
+export type DialectName = "sqlite" | "postgres";
+
+export interface StoreOptions {
+  /** A `postgres://` URL selects PostgreSQL; without it the store is SQLite in `dataDir`. */
+  databaseUrl?: string;
+  /** Directory of the embedded SQLite database (created when missing). */
+  dataDir?: string;
+  /** Longest a statement may run, and longest to wait for a connection or a lock (ms). */
+  timeoutMs?: number;
+  /** Connections in the PostgreSQL pool. */
+  poolSize?: number;
+  /** Run migrations on open (the default). */
+  migrate?: boolean;
+}
+
+export interface Store {
+  db: Kysely<Database>;
+  dialect: DialectName;
+  /** Where the data lives, for messages: a file path or the URL without its password. */
+  location: string;
+  close(): Promise<void>;
+}
+
+export const SQLITE_FILE = "trebuchet.db";
+const DEFAULT_TIMEOUT_MS = 5000;
+
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+// bigint columns hold Unix seconds and counts, all far below 2^53: read them as numbers.
+const pgTypes = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === INT8_OID || oid === NUMERIC_OID
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format ?? "text")) as typeof pg.types.getTypeParser,
+};
+
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "(unparseable database URL)";
+  }
+}
+
+/** Opens the database the options select and brings its schema up to date. */
+export async function openStore(options: StoreOptions): Promise<Store> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  let store: Store;
+  if (options.databaseUrl) {
+    if (!/^postgres(ql)?:\/\//.test(options.databaseUrl)) {
+      throw new Error(`DATABASE_URL must be a postgres:// URL, got ${redactUrl(options.databaseUrl)}`);
+    }
+    const pool = new pg.Pool({
+      connectionString: options.databaseUrl,
+      max: options.poolSize ?? 10,
+      connectionTimeoutMillis: timeoutMs,
+      idleTimeoutMillis: 30_000,
+      statement_timeout: timeoutMs,
+      lock_timeout: timeoutMs,
+      query_timeout: timeoutMs + 1000,
+      types: pgTypes,
+    });
+    // An idle client's error (the server went away) must not crash the process; the next query reports it.
+    pool.on("error", () => undefined);
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    store = { db, dialect: "postgres", location: redactUrl(options.databaseUrl), close: () => db.destroy() };
+  } else {
+    const dataDir = options.dataDir ?? ".data";
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const file = join(dataDir, SQLITE_FILE);
+    const sqlite = new SQLite(file, { timeout: timeoutMs });
+    sqlite.pragma("journal_mode = WAL");
+    sqlite.pragma("synchronous = NORMAL");
+    sqlite.pragma("foreign_keys = ON");
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    store = { db, dialect: "sqlite", location: file, close: () => db.destroy() };
+  }
+  if (options.migrate !== false) {
+    try {
+      await migrateToLatest(store.db);
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+  }
+  return store;
+}
+
+/** The store the environment selects: `DATABASE_URL` for PostgreSQL, else SQLite in the data directory. */
+export function storeOptionsFromEnv(
+  dataDir: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): StoreOptions {
+  const databaseUrl = env.DATABASE_URL?.trim() || undefined;
+  return { databaseUrl, dataDir: dataDir ?? env.TREBUCHET_DATA ?? ".data" };
+}

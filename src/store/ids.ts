@@ -1,0 +1,61 @@
+import { randomBytes } from "node:crypto";
+
+/** Type prefixes of object IDs, as the Katapult API uses them (`vm_`, `vmbuild_`, `task_`, ...). */
+export const ID_PREFIXES = {
+  organization: "org",
+  user: "user",
+  apiToken: "tok",
+  dataCenter: "dc",
+  zone: "zone",
+  host: "host",
+  package: "vmpkg",
+  diskTemplate: "dtpl",
+  diskTemplateVersion: "dtv",
+  diskIOProfile: "diop",
+  network: "netw",
+  subnet: "sbnt",
+  virtualNetwork: "vnet",
+  networkSpeedProfile: "nsp",
+  ipAddress: "ip",
+  sshKey: "sshkey",
+  virtualMachineGroup: "vmgrp",
+  tag: "tag",
+  iso: "iso",
+  disk: "disk",
+  backupPolicy: "dbp",
+  virtualMachine: "vm",
+  networkInterface: "vmnic",
+  build: "vmbuild",
+  task: "task",
+  trashObject: "trsh",
+  capability: "cap",
+} as const;
+
+export type IdKind = keyof typeof ID_PREFIXES;
+
+const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+const SUFFIX_LENGTH = 16;
+// The largest multiple of 62 below 256: bytes at or above it are discarded so every character is equally likely.
+const UNBIASED_LIMIT = 256 - (256 % ALPHABET.length);
+
+/** Random alphanumerics from the operating system's CSPRNG, without modulo bias. */
+export function randomAlphanumeric(length: number): string {
+  let out = "";
+  while (out.length < length) {
+    for (const byte of randomBytes(length * 2)) {
+      if (byte >= UNBIASED_LIMIT) continue;
+      out += ALPHABET[byte % ALPHABET.length];
+      if (out.length === length) break;
+    }
+  }
+  return out;
+}
+
+/** A new object ID: the type prefix, `_`, and 16 random alphanumerics (~95 bits). */
+export function newId(kind: IdKind): string {
+  return `${ID_PREFIXES[kind]}_${randomAlphanumeric(SUFFIX_LENGTH)}`;
+}
+
+export function hasPrefix(id: string, kind: IdKind): boolean {
+  return id.startsWith(`${ID_PREFIXES[kind]}_`);
+}

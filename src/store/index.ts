@@ -1,0 +1,5 @@
+export * from "./database.js";
+export * from "./ids.js";
+export * from "./migrate.js";
+export type * from "./schema.js";
+export { BUILD_STATES, ORGANIZATION_STATES, ROLES, TASK_STATUSES, VIRTUAL_MACHINE_STATES } from "./schema.js";
