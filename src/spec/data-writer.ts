@@ -71,7 +71,7 @@ export function renderYaml(value: unknown): string {
   visit(document, {
     Scalar(key, node: Scalar) {
       if (key === "key" || typeof node.value !== "string") return;
-      if (readsAsOtherType(node.value)) node.type = "QUOTE_DOUBLE";
+      if (readsAsOtherType(node.value) || awkwardBlock(node.value)) node.type = "QUOTE_DOUBLE";
     },
   });
   return document.toString({
@@ -87,6 +87,11 @@ const YAML_11_WORDS =
   /^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF|null|Null|NULL|~)$/;
 const NUMBER_LIKE =
   /^[-+]?(?:\.?[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|0x[0-9a-fA-F_]+|0o?[0-7_]+|0b[01_]+|\.inf|\.Inf|\.INF|\.nan|\.NaN|\.NAN)$/;
+
+/** Multi-line text whose edges are whitespace does not survive a block scalar; quote it instead. */
+function awkwardBlock(text: string): boolean {
+  return /[\n\r]/.test(text) && /^\s|\s$/.test(text);
+}
 
 function readsAsOtherType(text: string): boolean {
   return text === "" || YAML_11_WORDS.test(text) || NUMBER_LIKE.test(text);

@@ -45,7 +45,11 @@ export function readXmlTree(text: string, limits: SpecLimits): { root: XmlElemen
   parser.on("error", (e) => {
     if (rootClosed) return; // like go-katapult, only the first root element is read
     const message = e.message.replace(/^\d+:\d+: /, "");
-    if (!root && message.includes("root element")) fail("empty_document", "the document has no root element");
+    if (!root && message.includes("root element")) {
+      // No start tag at all is an empty document; a start tag that never completed is malformed.
+      if (!/<[A-Za-z_:]/.test(text)) fail("empty_document", "the document has no root element");
+      fail("malformed", "unexpected end of document inside a start tag");
+    }
     if (message.startsWith("unexpected close tag") && lastClosed) {
       fail("malformed", `element <${lastClosed}> closed by a different end tag`);
     }
@@ -86,13 +90,12 @@ export function readXmlTree(text: string, limits: SpecLimits): { root: XmlElemen
   });
   parser.on("opentag", (tag) => {
     if (rootClosed) return;
-    const attributes: Record<string, string> = {};
-    for (const [name, value] of Object.entries(tag.attributes)) {
-      const text = typeof value === "string" ? value : value.value;
-      if (text.length > limits.maxTextLength) {
+    // Without namespace processing saxes gives attribute values as plain strings.
+    const attributes = tag.attributes as Record<string, string>;
+    for (const name in attributes) {
+      if (attributes[name]!.length > limits.maxTextLength) {
         fail("text_too_long", `attribute ${name} is longer than ${limits.maxTextLength} characters`);
       }
-      attributes[name] = text;
     }
     const element: XmlElement = {
       name: tag.name,
