@@ -1,0 +1,256 @@
+import { randomUUID } from "node:crypto";
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from "fastify";
+import type { Authenticator } from "../auth/authenticate.js";
+import type { Identity } from "../auth/identity.js";
+import type { RateLimiter, RateLimitResult } from "../auth/rate-limit.js";
+import { isInMaintenance } from "../catalog/accounts.js";
+import { ApiError, routeNotFound } from "../errors.js";
+import { mergeArguments, parseQuery } from "./arguments.js";
+import type { Operation, Services } from "./operation.js";
+import { routePath } from "./operation.js";
+
+export const BASE_PATH = "/core/v1";
+export const DEFAULT_BODY_LIMIT = 512 * 1024;
+
+export interface AppOptions {
+  services: Services;
+  authenticator: Authenticator;
+  rateLimiter: RateLimiter;
+  operations: readonly Operation[];
+  bodyLimit?: number;
+  /** Addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed. */
+  trustedProxies?: string[];
+  logger?: boolean | { level: string };
+  /** How long the maintenance flag is cached per process (ms). */
+  maintenanceCacheMs?: number;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    rateLimit?: RateLimitResult;
+  }
+}
+
+/** Errors of the database or its driver that mean "unavailable", not "bug". */
+const UNAVAILABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "ENOTFOUND",
+  "EPIPE",
+  "57P01",
+  "57P02",
+  "57P03",
+  "53300",
+  "57014",
+  "08000",
+  "08001",
+  "08003",
+  "08004",
+  "08006",
+  "SQLITE_BUSY",
+  "SQLITE_LOCKED",
+  "SQLITE_IOERR",
+  "SQLITE_CANTOPEN",
+  "SQLITE_FULL",
+]);
+
+function isUnavailable(error: unknown): boolean {
+  if (!error || typeof error !== "object") return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && (UNAVAILABLE_CODES.has(code) || code.startsWith("SQLITE_BUSY")))
+    return true;
+  const message = (error as { message?: unknown }).message;
+  return (
+    typeof message === "string" &&
+    /timeout exceeded when trying to connect|Connection terminated|Query read timeout|database is locked|connect ECONNREFUSED|Cannot use a pool after calling end|driver has already been destroyed/i.test(
+      message,
+    )
+  );
+}
+
+const COMMON_HEADERS = {
+  "access-control-allow-origin": "*",
+  "access-control-allow-methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+  "access-control-allow-headers": "Authorization, Content-Type",
+  "cache-control": "max-age=0, private, must-revalidate",
+};
+
+/**
+ * The HTTP front door: Katapult paths under /core/v1, arguments from the query string
+ * and JSON bodies, authentication, scopes, rate limits, and the documented error
+ * envelope for every failure, including the framework's own (unknown route, bad JSON,
+ * wrong content type, oversized body).
+ */
+export interface Api {
+  app: FastifyInstance;
+  /** From now on, new requests get 503 while in-flight ones finish. */
+  startDraining(): void;
+}
+
+export async function buildApp(options: AppOptions): Promise<Api> {
+  const { services, authenticator, rateLimiter } = options;
+  const app = Fastify({
+    logger:
+      options.logger === undefined ? false : options.logger === true ? { level: "info" } : options.logger,
+    genReqId: () => randomUUID(),
+    bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    trustProxy: options.trustedProxies && options.trustedProxies.length > 0 ? options.trustedProxies : false,
+    return503OnClosing: false,
+    forceCloseConnections: "idle",
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+  });
+
+  let draining = false;
+  let maintenance = { on: false, checkedAt: 0 };
+  const maintenanceCacheMs = options.maintenanceCacheMs ?? 1000;
+
+  // Bodies: JSON only. Empty bodies are no arguments; anything else must parse.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
+    const text = body as string;
+    if (text.trim() === "") return done(null, {});
+    try {
+      done(null, JSON.parse(text));
+    } catch (error) {
+      done(new ApiError("invalid_json_body", { details: (error as Error).message }), undefined);
+    }
+  });
+  app.addContentTypeParser("*", { parseAs: "buffer" }, (_request, body, done) => {
+    if ((body as Buffer).length === 0) return done(null, {});
+    done(new ApiError("unsupported_media_type"), undefined);
+  });
+
+  app.addHook("onRequest", async (request, reply) => {
+    void reply.headers({ ...COMMON_HEADERS, "x-request-id": request.id });
+    if (draining) throw new ApiError("service_unavailable", { details: "the server is shutting down" });
+  });
+
+  const sendError = (reply: FastifyReply, error: ApiError) => {
+    const limit = reply.request.rateLimit;
+    void reply
+      .code(error.status)
+      .headers({ "x-api-schema": "json-error", ...error.headers })
+      .type("application/json; charset=utf-8");
+    if (limit) setRateLimitHeaders(reply, limit);
+    return reply.send(error.toBody());
+  };
+
+  app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
+    if (error instanceof ApiError) return sendError(reply, error);
+    switch (error.code) {
+      case "FST_ERR_CTP_BODY_TOO_LARGE":
+        return sendError(
+          reply,
+          new ApiError("request_too_large", { limit_in_bytes: options.bodyLimit ?? DEFAULT_BODY_LIMIT }),
+        );
+      case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+        return sendError(reply, new ApiError("unsupported_media_type"));
+      case "FST_ERR_CTP_EMPTY_JSON_BODY":
+        return sendError(reply, new ApiError("invalid_json_body", { details: "empty body" }));
+    }
+    if (error.statusCode === 400 && error.code?.startsWith("FST_")) {
+      return sendError(reply, new ApiError("invalid_json_body", { details: error.message }));
+    }
+    if (isUnavailable(error)) {
+      request.log.warn({ err: error }, "database unavailable");
+      return sendError(reply, new ApiError("service_unavailable"));
+    }
+    request.log.error({ err: error }, "unhandled error");
+    return sendError(reply, new ApiError("unhandled_exception"));
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split("?")[0]!.replace(/^\/core\/v1\/?/, "");
+    return sendError(reply, routeNotFound(request.method, path));
+  });
+
+  const authenticate = async (request: FastifyRequest, operation: Operation): Promise<Identity> => {
+    const now = Date.now();
+    if (now - maintenance.checkedAt > maintenanceCacheMs) {
+      maintenance = { on: await isInMaintenance(services.db), checkedAt: now };
+    }
+    if (maintenance.on)
+      throw new ApiError("service_unavailable", { details: "the service is in maintenance" });
+    const identity = await authenticator.authenticate(request.headers.authorization, request.ip);
+    const limit = await rateLimiter.hit(identity.id, operation.bucket);
+    request.rateLimit = limit;
+    if (limit.exceeded) {
+      throw new ApiError("rate_limit_reached", { total_permitted: limit.permitted }, undefined, {
+        "retry-after": String(limit.resetIn),
+      });
+    }
+    if (operation.scopes.length > 0 && identity.scopes !== "all") {
+      const scopes = identity.scopes;
+      if (!operation.scopes.some((scope) => scopes.has(scope))) {
+        throw new ApiError("scope_not_granted", { scopes: [...operation.scopes] });
+      }
+    }
+    if (identity.operations && !identity.operations.has(operation.name)) {
+      throw new ApiError("scope_not_granted", { scopes: [...operation.scopes], operation: operation.name });
+    }
+    return identity;
+  };
+
+  for (const operation of options.operations) {
+    app.route({
+      method: operation.method,
+      url: BASE_PATH + routePath(operation.path),
+      handler: async (request, reply) => {
+        const identity = await authenticate(request, operation);
+        const query = request.url.includes("?")
+          ? parseQuery(request.url.slice(request.url.indexOf("?") + 1))
+          : {};
+        const args = mergeArguments(query, request.body);
+        const result = await operation.handle({
+          services,
+          identity,
+          args,
+          segments: (request.params ?? {}) as Record<string, string>,
+          request,
+          reply,
+          operation,
+        });
+        if (request.rateLimit) setRateLimitHeaders(reply, request.rateLimit);
+        if (reply.sent) return reply;
+        return reply
+          .code(result.status ?? 200)
+          .headers(result.headers ?? {})
+          .type("application/json; charset=utf-8")
+          .send(result.body);
+      },
+    });
+  }
+
+  // Unauthenticated responses still carry the allowance, as the real API's do.
+  app.addHook("onSend", async (request, reply, payload) => {
+    if (!reply.hasHeader("x-ratelimit-permitted")) {
+      const permitted = rateLimiter.permitted("read");
+      void reply.headers({
+        "x-ratelimit-permitted": String(permitted),
+        "x-ratelimit-remaining": String(permitted),
+      });
+    }
+    return payload;
+  });
+
+  return {
+    app,
+    startDraining() {
+      draining = true;
+    },
+  };
+}
+
+function setRateLimitHeaders(reply: FastifyReply, limit: RateLimitResult): void {
+  void reply.headers({
+    "x-ratelimit-permitted": String(limit.permitted),
+    "x-ratelimit-remaining": String(limit.remaining),
+  });
+}

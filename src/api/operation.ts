@@ -1,0 +1,82 @@
+import type { FastifyReply, FastifyRequest } from "fastify";
+import type { Kysely } from "kysely";
+import type { Identity } from "../auth/identity.js";
+import type { RateLimits } from "../auth/rate-limit.js";
+import type { Database, DialectName, OrganizationsTable, Role } from "../store/index.js";
+import type { ArgumentBag } from "./arguments.js";
+
+/** What a handler needs from the server besides its request. */
+export interface Services {
+  db: Kysely<Database>;
+  dialect: DialectName;
+  /** Domain of VM FQDNs under each organization (`<hostname>.<sub_domain>.<baseDomain>`). */
+  baseDomain: string;
+  now: () => number;
+}
+
+export type Access = "read" | "write";
+
+/** One API operation: where it lives, what it needs, and what it does. */
+export interface Operation {
+  /** Stable name (used by capabilities tokens to narrow a grant), e.g. `build_from_spec`. */
+  name: string;
+  method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+  /** The schema's path with its placeholder words, e.g. `/organizations/organization/virtual_machines`. */
+  path: string;
+  /** Scopes that allow it (any one is enough); empty = any valid identity. */
+  scopes: readonly string[];
+  /** What the identity's role in the organization must allow. */
+  access: Access;
+  /** The rate-limit bucket it counts against. */
+  bucket: keyof RateLimits;
+  handle(context: OperationContext): Promise<OperationResult>;
+}
+
+export interface OperationResult {
+  status?: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface ResolvedOrganization extends OrganizationsTable {
+  role: Role;
+}
+
+export interface OperationContext {
+  services: Services;
+  identity: Identity;
+  args: ArgumentBag;
+  /** Path placeholder segments by name (`organization` -> `_`). */
+  segments: Record<string, string>;
+  request: FastifyRequest;
+  reply: FastifyReply;
+  operation: Operation;
+}
+
+/** Placeholder words of the schema's paths: a segment equal to one of these is a path parameter. */
+export const PLACEHOLDERS = new Set([
+  "organization",
+  "virtual_machine",
+  "virtual_machine_build",
+  "task",
+  "data_center",
+  "zone",
+  "disk_template",
+  "disk_template_version",
+  "virtual_machine_package",
+  "network",
+  "ip_address",
+  "ssh_key",
+  "disk",
+  "virtual_network",
+]);
+
+/** `/organizations/organization/x` -> `/organizations/:organization/x` for the router. */
+export function routePath(schemaPath: string): string {
+  return schemaPath
+    .split("/")
+    .map((segment, index, all) =>
+      PLACEHOLDERS.has(segment) && index > 0 && all[index - 1] !== "" ? `:${segment}` : segment,
+    )
+    .join("/");
+}

@@ -1,0 +1,280 @@
+import { parseCidr } from "../catalog/addresses.js";
+import type { TemplateOptionField } from "../catalog/catalog-file.js";
+import { country, currency, stableId } from "../catalog/reference-data.js";
+import type {
+  BuildsTable,
+  DataCentersTable,
+  DiskIOProfilesTable,
+  DisksTable,
+  DiskTemplatesTable,
+  DiskTemplateVersionsTable,
+  IpAddressesTable,
+  IsosTable,
+  NetworkSpeedProfilesTable,
+  NetworksTable,
+  OrganizationsTable,
+  PackagesTable,
+  SshKeysTable,
+  SubnetsTable,
+  TagsTable,
+  TasksTable,
+  VirtualMachineGroupsTable,
+  VirtualMachinesTable,
+  VirtualNetworksTable,
+  ZonesTable,
+} from "../store/index.js";
+
+/** Database rows -> the Katapult API's objects. Every field is present; absent values are null. */
+
+const bool = (flag: number) => flag === 1;
+/** Objects we do not store (operating systems, package groups) get stable IDs derived from their names. */
+export const derivedId = stableId;
+
+export function organizationSummary(org: OrganizationsTable) {
+  return {
+    id: org.id,
+    name: org.name,
+    sub_domain: org.sub_domain,
+    infrastructure_domain: org.infrastructure_domain,
+    created_at: org.created_at,
+    activated_at: org.activated_at,
+    suspended: org.state === "suspended",
+    managed: bool(org.managed),
+  };
+}
+
+export function organization(org: OrganizationsTable) {
+  return {
+    ...organizationSummary(org),
+    billing_name: null,
+    address1: null,
+    address2: null,
+    address3: null,
+    address4: null,
+    postcode: null,
+    vat_number: null,
+    phone_number: null,
+    currency: currency(org.currency_iso_code),
+    country: org.country_iso_code ? country(org.country_iso_code) : null,
+    country_state: null,
+  };
+}
+
+export function dataCenter(dc: DataCentersTable, options: { country?: boolean } = { country: true }) {
+  const base = { id: dc.id, name: dc.name, permalink: dc.permalink };
+  return options.country === false
+    ? base
+    : { ...base, country: country(dc.country_iso_code, dc.country_name) };
+}
+
+export function zone(z: ZonesTable, dc: DataCentersTable, options: { country?: boolean } = {}) {
+  return {
+    id: z.id,
+    name: z.name,
+    permalink: z.permalink,
+    data_center: dataCenter(dc, { country: options.country ?? true }),
+  };
+}
+
+export function network(n: NetworksTable, dc: DataCentersTable, options: { country?: boolean } = {}) {
+  return {
+    id: n.id,
+    name: n.name,
+    permalink: n.permalink,
+    default: bool(n.is_default),
+    data_center: dataCenter(dc, { country: options.country ?? true }),
+  };
+}
+
+export function virtualNetwork(v: VirtualNetworksTable, dc: DataCentersTable) {
+  return { id: v.id, name: v.name, data_center: dataCenter(dc, { country: false }) };
+}
+
+export function virtualMachinePackage(p: PackagesTable) {
+  return {
+    id: p.id,
+    name: p.name,
+    permalink: p.permalink,
+    cpu_cores: p.cpu_cores,
+    ipv4_addresses: p.ipv4_addresses,
+    memory_in_gb: p.memory_in_gb,
+    storage_in_gb: p.storage_in_gb,
+    monthly_bandwidth_allowance_in_gb: p.monthly_bandwidth_allowance_in_gb,
+    privacy: p.privacy,
+    icon: null,
+    use_dedicated_cpus: bool(p.use_dedicated_cpus),
+    group: { id: derivedId("vmpkgrp", p.group_name), name: p.group_name },
+  };
+}
+
+export function operatingSystem(name: string | null) {
+  return name ? { id: derivedId("os", name), name, badge: null } : null;
+}
+
+export function diskTemplate(t: DiskTemplatesTable, latest: DiskTemplateVersionsTable | undefined) {
+  return {
+    id: t.id,
+    name: t.name,
+    description: t.description,
+    permalink: t.permalink,
+    universal: bool(t.universal),
+    size_in_gb: latest?.size_in_gb ?? null,
+    latest_version: latest ? { id: latest.id, number: latest.number } : null,
+    operating_system: operatingSystem(t.operating_system_name),
+  };
+}
+
+export function diskTemplateVersion(v: DiskTemplateVersionsTable, t: DiskTemplatesTable) {
+  return {
+    id: v.id,
+    number: v.number,
+    stable: bool(v.stable),
+    size_in_gb: v.size_in_gb,
+    disk_template: { id: t.id, name: t.name, permalink: t.permalink },
+  };
+}
+
+export function diskTemplateVersionSpec(v: DiskTemplateVersionsTable) {
+  const fields = JSON.parse(v.options_json) as TemplateOptionField[];
+  return {
+    fields: fields.map((f) => ({
+      name: f.name,
+      type: f.type,
+      label: f.label,
+      description: f.description,
+      required: f.required,
+      placeholder: f.placeholder,
+      prefill: f.prefill,
+    })),
+  };
+}
+
+export function diskIOProfile(p: DiskIOProfilesTable) {
+  return { id: p.id, name: p.name, permalink: p.permalink, speed_in_mb: p.speed_in_mb, iops: p.iops };
+}
+
+export function networkSpeedProfile(p: NetworkSpeedProfilesTable) {
+  return {
+    id: p.id,
+    name: p.name,
+    upload_speed_in_mbit: p.upload_speed_in_mbit,
+    download_speed_in_mbit: p.download_speed_in_mbit,
+    permalink: p.permalink,
+  };
+}
+
+export function reverseDnsFor(address: string, baseDomain: string): string {
+  return `${address.replace(/[.:]/g, "-")}.rdns.${baseDomain}`;
+}
+
+export function subnet(s: SubnetsTable) {
+  const cidr = parseCidr(s.cidr);
+  return {
+    id: s.id,
+    address: cidr?.network ?? s.cidr,
+    gateway: s.gateway,
+    mask: cidr?.prefix ?? null,
+    billable: false,
+    version: s.ip_version,
+  };
+}
+
+export function ipAddress(
+  ip: IpAddressesTable,
+  s: SubnetsTable,
+  n: NetworksTable,
+  dc: DataCentersTable,
+  baseDomain: string,
+) {
+  const cidr = parseCidr(s.cidr);
+  return {
+    id: ip.id,
+    address: ip.address,
+    reverse_dns: ip.reverse_dns ?? reverseDnsFor(ip.address, baseDomain),
+    vip: bool(ip.vip),
+    label: ip.label,
+    address_with_mask: `${ip.address}/${cidr?.prefix ?? (ip.ip_version === 4 ? 32 : 128)}`,
+    network: network(n, dc),
+    subnet: subnet(s),
+    allocation_id: ip.allocation_id,
+    allocation_type: ip.allocation_type,
+  };
+}
+
+export function ipAddressListItem(ip: IpAddressesTable, baseDomain: string) {
+  return {
+    id: ip.id,
+    address: ip.address,
+    reverse_dns: ip.reverse_dns ?? reverseDnsFor(ip.address, baseDomain),
+    vip: bool(ip.vip),
+    allocation_id: ip.allocation_id,
+    allocation_type: ip.allocation_type,
+  };
+}
+
+export function sshKey(k: SshKeysTable) {
+  return { id: k.id, name: k.name, fingerprint: k.fingerprint };
+}
+
+export function virtualMachineGroup(g: VirtualMachineGroupsTable) {
+  return {
+    id: g.id,
+    name: g.name,
+    segregate: bool(g.segregate),
+    auto_segregate: bool(g.auto_segregate),
+    created_at: g.created_at,
+  };
+}
+
+export function tag(t: TagsTable) {
+  return { id: t.id, name: t.name, color: t.color, created_at: t.created_at };
+}
+
+export function iso(i: IsosTable) {
+  return { id: i.id, name: i.name, operating_system: operatingSystem(i.operating_system_name) };
+}
+
+export function disk(d: DisksTable, io: DiskIOProfilesTable | undefined) {
+  return {
+    id: d.id,
+    name: d.name,
+    size_in_gb: d.size_in_gb,
+    wwn: null,
+    state: d.state,
+    created_at: d.created_at,
+    io_profile: io ? diskIOProfile(io) : null,
+    storage_speed: d.storage_speed,
+    file_system_type: d.file_system_type,
+  };
+}
+
+export function task(t: TasksTable) {
+  return {
+    id: t.id,
+    name: t.name,
+    status: t.status,
+    created_at: t.created_at,
+    started_at: t.started_at,
+    finished_at: t.finished_at,
+    progress: t.progress,
+  };
+}
+
+export function taskSummary(t: Pick<TasksTable, "id" | "name" | "status">) {
+  return { id: t.id, name: t.name, status: t.status };
+}
+
+export function virtualMachineSummary(vm: VirtualMachinesTable) {
+  return { id: vm.id, name: vm.name, hostname: vm.hostname, fqdn: vm.fqdn, state: vm.state };
+}
+
+export function build(b: BuildsTable, vm: VirtualMachinesTable | undefined) {
+  return {
+    id: b.id,
+    spec_xml: b.spec_xml,
+    state: b.state,
+    // The VM appears once the engine has started building it, as in the recordings.
+    virtual_machine: vm && b.state !== "pending" ? virtualMachineSummary(vm) : null,
+    created_at: b.created_at,
+  };
+}

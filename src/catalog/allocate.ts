@@ -1,0 +1,113 @@
+import type { Kysely } from "kysely";
+import { newId, type Database, type IpAddressesTable } from "../store/index.js";
+import { addressKey, bigIntToAddress, bigIntToKey, keyToBigInt, type IpVersion } from "./addresses.js";
+
+/** Raised when a network has no free address of the wanted version. */
+export class AddressesExhausted extends Error {}
+
+export interface AllocationRequest {
+  networkId: string;
+  version: IpVersion;
+  /** A subnet the spec named; otherwise any subnet of the network with that version. */
+  subnetId: string | null;
+  organizationId: string;
+  allocationType: string | null;
+  allocationId: string | null;
+  reverseDns: string | null;
+}
+
+/**
+ * Takes the next free address inside a transaction. The unique index on
+ * (network, address) is what guarantees no address is ever held twice; on
+ * PostgreSQL the subnet rows are also locked (FOR UPDATE, in ID order) so that
+ * concurrent builds queue for a subnet instead of colliding.
+ */
+export async function allocateAddress(
+  trx: Kysely<Database>,
+  dialect: "sqlite" | "postgres",
+  request: AllocationRequest,
+): Promise<IpAddressesTable> {
+  let query = trx
+    .selectFrom("subnets")
+    .selectAll()
+    .where("network_id", "=", request.networkId)
+    .where("ip_version", "=", request.version)
+    .orderBy("id");
+  if (request.subnetId) query = query.where("id", "=", request.subnetId);
+  const subnets = dialect === "postgres" ? await query.forUpdate().execute() : await query.execute();
+  for (const subnet of subnets) {
+    const start = keyToBigInt(addressKey(subnet.range_start));
+    const end = keyToBigInt(addressKey(subnet.range_end));
+    const candidate = await nextFree(trx, request.networkId, start, end, request.version);
+    if (candidate === undefined) continue;
+    const row: IpAddressesTable = {
+      id: newId("ipAddress"),
+      organization_id: request.organizationId,
+      network_id: request.networkId,
+      subnet_id: subnet.id,
+      ip_version: request.version,
+      address: bigIntToAddress(candidate, request.version),
+      address_key: bigIntToKey(candidate, request.version),
+      reverse_dns: request.reverseDns,
+      vip: 0,
+      label: null,
+      allocation_type: request.allocationType,
+      allocation_id: request.allocationId,
+      created_at: Math.floor(Date.now() / 1000),
+    };
+    await trx.insertInto("ip_addresses").values(row).execute();
+    return row;
+  }
+  throw new AddressesExhausted(`no free IPv${request.version} address`);
+}
+
+/**
+ * The lowest free address in [start, end]: just past the highest one in use when there
+ * is room (one indexed lookup), else the first gap left by released addresses.
+ */
+async function nextFree(
+  trx: Kysely<Database>,
+  networkId: string,
+  start: bigint,
+  end: bigint,
+  version: IpVersion,
+): Promise<bigint | undefined> {
+  const startKey = bigIntToKey(start, version);
+  const endKey = bigIntToKey(end, version);
+  const highest = await trx
+    .selectFrom("ip_addresses")
+    .select((eb) => eb.fn.max("address_key").as("key"))
+    .where("network_id", "=", networkId)
+    .where("address_key", ">=", startKey)
+    .where("address_key", "<=", endKey)
+    .executeTakeFirst();
+  if (!highest?.key) return start;
+  const next = keyToBigInt(highest.key) + 1n;
+  if (next <= end) return next;
+  const used = await trx
+    .selectFrom("ip_addresses")
+    .select("address_key")
+    .where("network_id", "=", networkId)
+    .where("address_key", ">=", startKey)
+    .where("address_key", "<=", endKey)
+    .orderBy("address_key")
+    .execute();
+  let expected = start;
+  for (const { address_key } of used) {
+    const value = keyToBigInt(address_key);
+    if (value > expected) return expected;
+    expected = value + 1n;
+  }
+  return expected <= end ? expected : undefined;
+}
+
+/** Is this a unique-constraint violation (SQLite or PostgreSQL)? */
+export function isUniqueViolation(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown };
+  return (
+    e?.code === "23505" ||
+    e?.code === "SQLITE_CONSTRAINT_UNIQUE" ||
+    e?.code === "SQLITE_CONSTRAINT_PRIMARYKEY" ||
+    (typeof e?.message === "string" && /UNIQUE constraint failed/.test(e.message))
+  );
+}

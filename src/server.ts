@@ -1,0 +1,66 @@
+import type { FastifyInstance } from "fastify";
+import { buildApp, type Api } from "./api/app.js";
+import { OPERATIONS } from "./api/operations.js";
+import { Authenticator } from "./auth/authenticate.js";
+import { OAuthVerifier, type OAuthConfig } from "./auth/oauth.js";
+import { RateLimiter, type RateLimits, DEFAULT_RATE_LIMITS } from "./auth/rate-limit.js";
+import { openStore, type Store, type StoreOptions } from "./store/index.js";
+
+export interface ServerConfig {
+  store: StoreOptions;
+  /** Organizations' infrastructure domains are `<sub_domain>.<baseDomain>`. */
+  baseDomain: string;
+  rateLimits?: RateLimits;
+  trustedProxies?: string[];
+  oauth?: OAuthConfig;
+  bodyLimit?: number;
+  logger?: boolean | { level: string };
+}
+
+export const DEFAULT_BASE_DOMAIN = "trebuchet.internal";
+
+export interface RunningServer {
+  api: Api;
+  app: FastifyInstance;
+  store: Store;
+  /** Drains in-flight requests (new ones get 503), then closes the listener and the database. */
+  stop(): Promise<void>;
+}
+
+/** Opens the store (migrating it) and assembles the API on it; the caller listens. */
+export async function createServer(config: ServerConfig): Promise<RunningServer> {
+  const store = await openStore(config.store);
+  try {
+    const api = await buildApp({
+      services: {
+        db: store.db,
+        dialect: store.dialect,
+        baseDomain: config.baseDomain,
+        now: () => Math.floor(Date.now() / 1000),
+      },
+      authenticator: new Authenticator(store.db, config.oauth ? new OAuthVerifier(config.oauth) : undefined),
+      rateLimiter: new RateLimiter(store.db, config.rateLimits ?? DEFAULT_RATE_LIMITS),
+      operations: OPERATIONS,
+      ...(config.bodyLimit ? { bodyLimit: config.bodyLimit } : {}),
+      ...(config.trustedProxies ? { trustedProxies: config.trustedProxies } : {}),
+      ...(config.logger !== undefined ? { logger: config.logger } : {}),
+    });
+    let stopping: Promise<void> | undefined;
+    return {
+      api,
+      app: api.app,
+      store,
+      stop() {
+        stopping ??= (async () => {
+          api.startDraining();
+          await api.app.close();
+          await store.close();
+        })();
+        return stopping;
+      },
+    };
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+}
