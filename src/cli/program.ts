@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { registerAdminCommands } from "./admin-commands.js";
+import { registerServeCommand } from "./serve-command.js";
 import { registerSpecCommands } from "./spec-commands.js";
 
 export function buildProgram(): Command {
@@ -9,7 +10,12 @@ export function buildProgram(): Command {
     .exitOverride()
     .showHelpAfterError("(run with --help for usage)");
   registerSpecCommands(program);
+  registerServeCommand(program);
   registerAdminCommands(program);
-  for (const command of program.commands) command.exitOverride();
+  const override = (command: Command) => {
+    command.exitOverride();
+    command.commands.forEach(override);
+  };
+  override(program);
   return program;
 }

@@ -1,0 +1,64 @@
+import { InvalidArgumentError, type Command } from "commander";
+import { DEFAULT_SCOPE_PREFIX, type OAuthConfig } from "../auth/oauth.js";
+import { parseRateLimits } from "../auth/rate-limit.js";
+import { createServer, DEFAULT_BASE_DOMAIN, type ServerConfig } from "../server.js";
+import { storeOptionsFromEnv } from "../store/index.js";
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** `HOST:PORT`, `[IPv6]:PORT` or `:PORT`. */
+export function parseListen(text: string): ListenAddress {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):([0-9]{1,5})$/.exec(text.trim());
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65_535) throw new InvalidArgumentError(`expected HOST:PORT, got "${text}"`);
+  return { host: match[1] ?? (match[2] || "127.0.0.1"), port };
+}
+
+/** Server settings from flags and the environment (documented in the README). */
+export function serverConfigFromEnv(dataDir: string | undefined, env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  let oauth: OAuthConfig | undefined;
+  if (env.TREBUCHET_OAUTH_ISSUER) {
+    if (!env.TREBUCHET_OAUTH_AUDIENCE || !env.TREBUCHET_OAUTH_JWKS) {
+      throw new Error("TREBUCHET_OAUTH_ISSUER needs TREBUCHET_OAUTH_AUDIENCE and TREBUCHET_OAUTH_JWKS (a JWKS file)");
+    }
+    oauth = {
+      issuer: env.TREBUCHET_OAUTH_ISSUER,
+      audience: env.TREBUCHET_OAUTH_AUDIENCE,
+      jwksFile: env.TREBUCHET_OAUTH_JWKS,
+      scopePrefix: env.TREBUCHET_OAUTH_SCOPE_PREFIX ?? DEFAULT_SCOPE_PREFIX,
+    };
+  }
+  const proxies = env.TREBUCHET_TRUSTED_PROXIES?.split(",").map((s) => s.trim()).filter(Boolean) ?? [];
+  return {
+    store: storeOptionsFromEnv(dataDir, env),
+    baseDomain: env.TREBUCHET_BASE_DOMAIN ?? DEFAULT_BASE_DOMAIN,
+    rateLimits: parseRateLimits(env.TREBUCHET_RATE_LIMITS),
+    trustedProxies: proxies,
+    ...(oauth ? { oauth } : {}),
+    logger: { level: env.TREBUCHET_LOG_LEVEL ?? "info" },
+  };
+}
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command("serve")
+    .description("Run the API (PostgreSQL when DATABASE_URL is set, else SQLite in the data directory)")
+    .option("--listen <host:port>", "address to listen on", parseListen, parseListen(process.env.TREBUCHET_LISTEN ?? "127.0.0.1:8080"))
+    .option("--data <dir>", "data directory (default: $TREBUCHET_DATA or .data)")
+    .action(async (flags: { listen: ListenAddress; data?: string }) => {
+      const server = await createServer(serverConfigFromEnv(flags.data));
+      await server.app.listen({ host: flags.listen.host, port: flags.listen.port });
+      let signals = 0;
+      const stop = async (signal: string) => {
+        if (++signals > 1) process.exit(130); // a second Ctrl-C does not wait
+        server.app.log.info({ signal }, "draining in-flight requests, then stopping");
+        await server.stop();
+        process.exit(0);
+      };
+      process.on("SIGINT", () => void stop("SIGINT"));
+      process.on("SIGTERM", () => void stop("SIGTERM"));
+    });
+}
