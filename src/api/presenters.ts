@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { parseCidr } from "../catalog/addresses.js";
 import type { TemplateOptionField } from "../catalog/catalog-file.js";
 import { country, currency, stableId } from "../catalog/reference-data.js";
@@ -234,17 +235,25 @@ export function iso(i: IsosTable) {
   return { id: i.id, name: i.name, operating_system: operatingSystem(i.operating_system_name) };
 }
 
-export function disk(d: DisksTable, io: DiskIOProfilesTable | undefined) {
+const DISK_STATES: Record<DisksTable["state"], string> = {
+  pending: "not_built",
+  ready: "built",
+  attached: "built",
+  deleting: "built",
+  deleted: "built",
+  failed: "failed",
+};
+
+/** A disk in an organization's list: the schema's shape, with the VM it is attached to. */
+export function disk(d: DisksTable, vm: { id: string; fqdn: string } | undefined) {
   return {
     id: d.id,
     name: d.name,
     size_in_gb: d.size_in_gb,
-    wwn: null,
-    state: d.state,
-    created_at: d.created_at,
-    io_profile: io ? diskIOProfile(io) : null,
-    storage_speed: d.storage_speed,
-    file_system_type: d.file_system_type,
+    // A stable World Wide Name derived from the ID, as a real array would report one.
+    wwn: `0x${createHash("sha256").update(d.id).digest("hex").slice(0, 16)}`,
+    state: DISK_STATES[d.state],
+    virtual_machine_disk: vm ? { virtual_machine: vm } : null,
   };
 }
 

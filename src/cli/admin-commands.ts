@@ -16,7 +16,14 @@ import {
 import { applyCatalog, CatalogError } from "../catalog/apply.js";
 import { readCatalogFile } from "../catalog/catalog-file.js";
 import { DEFAULT_BASE_DOMAIN } from "../server.js";
-import { migrateToLatest, openStore, ROLES, storeOptionsFromEnv, type Role, type Store } from "../store/index.js";
+import {
+  migrateToLatest,
+  openStore,
+  ROLES,
+  storeOptionsFromEnv,
+  type Role,
+  type Store,
+} from "../store/index.js";
 
 interface StoreFlags {
   data?: string;
@@ -29,7 +36,11 @@ export function output(flags: { json?: boolean }, value: unknown, human: string)
 }
 
 /** Runs an action against the configured store; operator mistakes exit 1 with a one-line message. */
-async function withStore(flags: StoreFlags, action: (store: Store) => Promise<void>, migrate = true): Promise<void> {
+async function withStore(
+  flags: StoreFlags,
+  action: (store: Store) => Promise<void>,
+  migrate = true,
+): Promise<void> {
   const store = await openStore({ ...storeOptionsFromEnv(flags.data), migrate });
   try {
     await action(store);
@@ -46,7 +57,8 @@ async function withStore(flags: StoreFlags, action: (store: Store) => Promise<vo
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
-const roleOption = () => new Option("--role <role>", "role in the organization").choices([...ROLES]).default("admin");
+const roleOption = () =>
+  new Option("--role <role>", "role in the organization").choices([...ROLES]).default("admin");
 const duration = (value: string) => {
   try {
     return parseDuration(value);
@@ -59,7 +71,10 @@ function storeCommand(parent: Command, name: string, description: string): Comma
   return parent
     .command(name)
     .description(description)
-    .option("--data <dir>", "data directory of the embedded SQLite database (default: $TREBUCHET_DATA or .data)")
+    .option(
+      "--data <dir>",
+      "data directory of the embedded SQLite database (default: $TREBUCHET_DATA or .data)",
+    )
     .option("--json", "print the result as JSON");
 }
 
@@ -68,19 +83,24 @@ export function registerAdminCommands(program: Command): void {
     .command("admin")
     .description("Operator commands; the database is DATABASE_URL (PostgreSQL) or SQLite in --data DIR");
 
-  storeCommand(admin, "migrate", "Bring the database schema up to date (also done at every start)").action((flags: StoreFlags) =>
-    withStore(
-      flags,
-      async (store) => {
-        const report = await migrateToLatest(store.db);
-        const human = report.applied.length ? `applied ${report.applied.join(", ")} to ${store.location}` : `${store.location} is up to date`;
-        output(flags, { database: store.dialect, location: store.location, ...report }, human);
-      },
-      false,
-    ),
+  storeCommand(admin, "migrate", "Bring the database schema up to date (also done at every start)").action(
+    (flags: StoreFlags) =>
+      withStore(
+        flags,
+        async (store) => {
+          const report = await migrateToLatest(store.db);
+          const human = report.applied.length
+            ? `applied ${report.applied.join(", ")} to ${store.location}`
+            : `${store.location} is up to date`;
+          output(flags, { database: store.dialect, location: store.location, ...report }, human);
+        },
+        false,
+      ),
   );
 
-  const catalog = admin.command("catalog").description("The catalog: data centers, hosts, packages, templates, networks");
+  const catalog = admin
+    .command("catalog")
+    .description("The catalog: data centers, hosts, packages, templates, networks");
   storeCommand(catalog, "apply", "Create or update the catalog from a YAML/JSON file (idempotent)")
     .argument("<file>", "catalog file (see examples/catalog.yaml)")
     .action((file: string, flags: StoreFlags) =>
@@ -92,7 +112,11 @@ export function registerAdminCommands(program: Command): void {
           return;
         }
         const report = await applyCatalog(store.db, read.catalog);
-        output(flags, report, `catalog applied: ${report.created} created, ${report.updated} updated, ${report.unchanged} unchanged`);
+        output(
+          flags,
+          report,
+          `catalog applied: ${report.created} created, ${report.updated} updated, ${report.unchanged} unchanged`,
+        );
       }),
     );
 
@@ -104,20 +128,36 @@ export function registerAdminCommands(program: Command): void {
     .option("--not-activated", "create it not yet activated")
     .option("--currency <code>", "ISO 4217 currency", "GBP")
     .option("--country <code>", "ISO 3166 country")
-    .option("--base-domain <domain>", "VM names are <hostname>.<sub-domain>.<base-domain>", process.env.TREBUCHET_BASE_DOMAIN ?? DEFAULT_BASE_DOMAIN)
-    .action((flags: StoreFlags & { subDomain: string; name: string; suspended?: boolean; notActivated?: boolean; currency: string; country?: string; baseDomain: string }) =>
-      withStore(flags, async (store) => {
-        if (flags.suspended && flags.notActivated) throw new AccountError("give --suspended or --not-activated, not both");
-        const row = await createOrganization(store.db, {
-          subDomain: flags.subDomain,
-          name: flags.name,
-          state: flags.suspended ? "suspended" : flags.notActivated ? "not_activated" : "active",
-          currency: flags.currency,
-          country: flags.country ?? null,
-          baseDomain: flags.baseDomain,
-        });
-        output(flags, row, `created organization ${row.sub_domain} (${row.id}), ${row.state}`);
-      }),
+    .option(
+      "--base-domain <domain>",
+      "VM names are <hostname>.<sub-domain>.<base-domain>",
+      process.env.TREBUCHET_BASE_DOMAIN ?? DEFAULT_BASE_DOMAIN,
+    )
+    .action(
+      (
+        flags: StoreFlags & {
+          subDomain: string;
+          name: string;
+          suspended?: boolean;
+          notActivated?: boolean;
+          currency: string;
+          country?: string;
+          baseDomain: string;
+        },
+      ) =>
+        withStore(flags, async (store) => {
+          if (flags.suspended && flags.notActivated)
+            throw new AccountError("give --suspended or --not-activated, not both");
+          const row = await createOrganization(store.db, {
+            subDomain: flags.subDomain,
+            name: flags.name,
+            state: flags.suspended ? "suspended" : flags.notActivated ? "not_activated" : "active",
+            currency: flags.currency,
+            country: flags.country ?? null,
+            baseDomain: flags.baseDomain,
+          });
+          output(flags, row, `created organization ${row.sub_domain} (${row.id}), ${row.state}`);
+        }),
     );
   for (const [name, state, verb] of [
     ["suspend", "suspended", "suspended"],
@@ -140,16 +180,25 @@ export function registerAdminCommands(program: Command): void {
     .option("--last-name <name>")
     .option("--org <sub-domain>", "give the user access to this organization (repeatable)", collect, [])
     .addOption(roleOption())
-    .action((flags: StoreFlags & { email: string; firstName?: string; lastName?: string; org: string[]; role: Role }) =>
-      withStore(flags, async (store) => {
-        const row = await createUser(store.db, {
-          email: flags.email,
-          ...(flags.firstName ? { firstName: flags.firstName } : {}),
-          ...(flags.lastName ? { lastName: flags.lastName } : {}),
-          memberships: flags.org.map((subDomain) => ({ subDomain, role: flags.role })),
-        });
-        output(flags, row, `user ${row.email_address} (${row.id})`);
-      }),
+    .action(
+      (
+        flags: StoreFlags & {
+          email: string;
+          firstName?: string;
+          lastName?: string;
+          org: string[];
+          role: Role;
+        },
+      ) =>
+        withStore(flags, async (store) => {
+          const row = await createUser(store.db, {
+            email: flags.email,
+            ...(flags.firstName ? { firstName: flags.firstName } : {}),
+            ...(flags.lastName ? { lastName: flags.lastName } : {}),
+            memberships: flags.org.map((subDomain) => ({ subDomain, role: flags.role })),
+          });
+          output(flags, row, `user ${row.email_address} (${row.id})`);
+        }),
     );
 
   const sshKey = admin.command("ssh-key").description("SSH keys of organizations");
@@ -159,13 +208,20 @@ export function registerAdminCommands(program: Command): void {
     .option("--key <public-key>", "the public key line")
     .option("--key-file <path>", "read the public key from a file (e.g. ~/.ssh/id_ed25519.pub)")
     .option("--user <email>", "the user the key belongs to")
-    .action((flags: StoreFlags & { org: string; name: string; key?: string; keyFile?: string; user?: string }) =>
-      withStore(flags, async (store) => {
-        const publicKey = flags.key ?? (flags.keyFile ? readFileSync(flags.keyFile, "utf8").trim() : undefined);
-        if (!publicKey) throw new AccountError("give --key or --key-file");
-        const row = await addSshKey(store.db, { subDomain: flags.org, name: flags.name, publicKey, ...(flags.user ? { userEmail: flags.user } : {}) });
-        output(flags, row, `added key ${row.fingerprint} (${row.id})`);
-      }),
+    .action(
+      (flags: StoreFlags & { org: string; name: string; key?: string; keyFile?: string; user?: string }) =>
+        withStore(flags, async (store) => {
+          const publicKey =
+            flags.key ?? (flags.keyFile ? readFileSync(flags.keyFile, "utf8").trim() : undefined);
+          if (!publicKey) throw new AccountError("give --key or --key-file");
+          const row = await addSshKey(store.db, {
+            subDomain: flags.org,
+            name: flags.name,
+            publicKey,
+            ...(flags.user ? { userEmail: flags.user } : {}),
+          });
+          output(flags, row, `added key ${row.fingerprint} (${row.id})`);
+        }),
     );
 
   const token = admin.command("token").description("API tokens");
@@ -177,19 +233,30 @@ export function registerAdminCommands(program: Command): void {
     .option("--expires-in <duration>", "expire after 90s, 30m, 12h, 7d ...", duration)
     .option("--user <email>", "the user the token belongs to")
     .addOption(roleOption())
-    .action((flags: StoreFlags & { org: string; name: string; scope: string[]; allowNetwork: string[]; expiresIn?: number; user?: string; role: Role }) =>
-      withStore(flags, async (store) => {
-        const created = await createApiToken(store.db, {
-          subDomain: flags.org,
-          name: flags.name,
-          role: flags.role,
-          scopes: flags.scope,
-          allowedNetworks: flags.allowNetwork,
-          ...(flags.expiresIn !== undefined ? { expiresInSeconds: flags.expiresIn } : {}),
-          ...(flags.user ? { userEmail: flags.user } : {}),
-        });
-        output(flags, { token: created.token, id: created.id }, created.token);
-      }),
+    .action(
+      (
+        flags: StoreFlags & {
+          org: string;
+          name: string;
+          scope: string[];
+          allowNetwork: string[];
+          expiresIn?: number;
+          user?: string;
+          role: Role;
+        },
+      ) =>
+        withStore(flags, async (store) => {
+          const created = await createApiToken(store.db, {
+            subDomain: flags.org,
+            name: flags.name,
+            role: flags.role,
+            scopes: flags.scope,
+            allowedNetworks: flags.allowNetwork,
+            ...(flags.expiresIn !== undefined ? { expiresInSeconds: flags.expiresIn } : {}),
+            ...(flags.user ? { userEmail: flags.user } : {}),
+          });
+          output(flags, { token: created.token, id: created.id }, created.token);
+        }),
     );
   storeCommand(token, "revoke", "Revoke an API token by its ID")
     .argument("<id>", "the token's ID (tok_...)")
@@ -201,7 +268,11 @@ export function registerAdminCommands(program: Command): void {
     );
 
   const capability = admin.command("capability").description("Capabilities tokens");
-  storeCommand(capability, "create", "Mint a capabilities token: a narrow, expiring grant in one organization")
+  storeCommand(
+    capability,
+    "create",
+    "Mint a capabilities token: a narrow, expiring grant in one organization",
+  )
     .requiredOption("--org <sub-domain>", "the organization it acts in")
     .option("--scope <scope>", "scope it grants (repeatable)", collect, [])
     .option("--operation <name>", "limit to an operation, e.g. build_from_spec (repeatable)", collect, [])
@@ -210,12 +281,19 @@ export function registerAdminCommands(program: Command): void {
       withStore(flags, async (store) => {
         const org = await organizationBySubDomain(store.db, flags.org);
         const scopes = flags.scope.length > 0 ? flags.scope : ["virtual_machines", "tasks:read"];
-        const { token, claims } = await mintCapability(store.db, { organizationId: org.id, scopes, operations: flags.operation, expiresInSeconds: flags.expiresIn });
+        const { token, claims } = await mintCapability(store.db, {
+          organizationId: org.id,
+          scopes,
+          operations: flags.operation,
+          expiresInSeconds: flags.expiresIn,
+        });
         output(flags, { token, ...claims }, token);
       }),
     );
 
-  const maintenance = admin.command("maintenance").description("Maintenance mode: every API request gets 503 while it is on");
+  const maintenance = admin
+    .command("maintenance")
+    .description("Maintenance mode: every API request gets 503 while it is on");
   for (const state of ["on", "off"] as const) {
     storeCommand(maintenance, state, `Turn maintenance mode ${state}`).action((flags: StoreFlags) =>
       withStore(flags, async (store) => {

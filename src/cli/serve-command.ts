@@ -18,11 +18,16 @@ export function parseListen(text: string): ListenAddress {
 }
 
 /** Server settings from flags and the environment (documented in the README). */
-export function serverConfigFromEnv(dataDir: string | undefined, env: NodeJS.ProcessEnv = process.env): ServerConfig {
+export function serverConfigFromEnv(
+  dataDir: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): ServerConfig {
   let oauth: OAuthConfig | undefined;
   if (env.TREBUCHET_OAUTH_ISSUER) {
     if (!env.TREBUCHET_OAUTH_AUDIENCE || !env.TREBUCHET_OAUTH_JWKS) {
-      throw new Error("TREBUCHET_OAUTH_ISSUER needs TREBUCHET_OAUTH_AUDIENCE and TREBUCHET_OAUTH_JWKS (a JWKS file)");
+      throw new Error(
+        "TREBUCHET_OAUTH_ISSUER needs TREBUCHET_OAUTH_AUDIENCE and TREBUCHET_OAUTH_JWKS (a JWKS file)",
+      );
     }
     oauth = {
       issuer: env.TREBUCHET_OAUTH_ISSUER,
@@ -31,7 +36,10 @@ export function serverConfigFromEnv(dataDir: string | undefined, env: NodeJS.Pro
       scopePrefix: env.TREBUCHET_OAUTH_SCOPE_PREFIX ?? DEFAULT_SCOPE_PREFIX,
     };
   }
-  const proxies = env.TREBUCHET_TRUSTED_PROXIES?.split(",").map((s) => s.trim()).filter(Boolean) ?? [];
+  const proxies =
+    env.TREBUCHET_TRUSTED_PROXIES?.split(",")
+      .map((s) => s.trim())
+      .filter(Boolean) ?? [];
   return {
     store: storeOptionsFromEnv(dataDir, env),
     baseDomain: env.TREBUCHET_BASE_DOMAIN ?? DEFAULT_BASE_DOMAIN,
@@ -46,7 +54,12 @@ export function registerServeCommand(program: Command): void {
   program
     .command("serve")
     .description("Run the API (PostgreSQL when DATABASE_URL is set, else SQLite in the data directory)")
-    .option("--listen <host:port>", "address to listen on", parseListen, parseListen(process.env.TREBUCHET_LISTEN ?? "127.0.0.1:8080"))
+    .option(
+      "--listen <host:port>",
+      "address to listen on",
+      parseListen,
+      parseListen(process.env.TREBUCHET_LISTEN ?? "127.0.0.1:8080"),
+    )
     .option("--data <dir>", "data directory (default: $TREBUCHET_DATA or .data)")
     .action(async (flags: { listen: ListenAddress; data?: string }) => {
       const server = await createServer(serverConfigFromEnv(flags.data));

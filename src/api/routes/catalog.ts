@@ -350,8 +350,14 @@ export const catalogOperations: Operation[] = [
       );
       return {
         body: {
+          disk_template: { id: template.id, name: template.name, permalink: template.permalink },
           pagination: p,
-          disk_template_versions: items.map((v) => present.diskTemplateVersion(v, template)),
+          disk_template_versions: items.map((v) => ({
+            id: v.id,
+            number: v.number,
+            stable: v.stable === 1,
+            size_in_gb: v.size_in_gb,
+          })),
         },
       };
     },
@@ -443,14 +449,20 @@ export const catalogOperations: Operation[] = [
     async handle(context) {
       const org = await resolveOrganization(context);
       const dcs = await dataCentersById(context.services.db);
-      const rows = await context.services.db
-        .selectFrom("virtual_networks")
-        .selectAll()
-        .where("organization_id", "=", org.id)
-        .orderBy("name")
-        .execute();
+      const page = pagination(context.args);
+      const base = context.services.db.selectFrom("virtual_networks").where("organization_id", "=", org.id);
+      const { pagination: p, items } = await paged(
+        page,
+        async () =>
+          Number((await base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).n),
+        (limit, offset) =>
+          base.selectAll().orderBy("name").orderBy("id").limit(limit).offset(offset).execute(),
+      );
       return {
-        body: { virtual_networks: rows.map((v) => present.virtualNetwork(v, dcs.get(v.data_center_id)!)) },
+        body: {
+          pagination: p,
+          virtual_networks: items.map((v) => present.virtualNetwork(v, dcs.get(v.data_center_id)!)),
+        },
       };
     },
   },
@@ -586,17 +598,26 @@ export const catalogOperations: Operation[] = [
         (limit, offset) =>
           base.selectAll().orderBy("created_at").orderBy("id").limit(limit).offset(offset).execute(),
       );
-      const profiles = new Map(
-        (await context.services.db.selectFrom("disk_io_profiles").selectAll().execute()).map((p) => [
-          p.id,
-          p,
-        ]),
+      const vmIds = [
+        ...new Set(items.map((d) => d.virtual_machine_id).filter((id): id is string => id !== null)),
+      ];
+      const vms = new Map(
+        vmIds.length > 0
+          ? (
+              await context.services.db
+                .selectFrom("virtual_machines")
+                .select(["id", "fqdn"])
+                .where("id", "in", vmIds)
+                .execute()
+            ).map((v) => [v.id, v])
+          : [],
       );
+      // The schema names this list `disk`.
       return {
         body: {
           pagination: p,
-          disks: items.map((d) =>
-            present.disk(d, d.io_profile_id ? profiles.get(d.io_profile_id) : undefined),
+          disk: items.map((d) =>
+            present.disk(d, d.virtual_machine_id ? vms.get(d.virtual_machine_id) : undefined),
           ),
         },
       };

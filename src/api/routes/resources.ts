@@ -276,7 +276,8 @@ export const resourceOperations: Operation[] = [
     bucket: "write",
     async handle(context) {
       const org = await resolveOrganization(context);
-      const properties = context.args.properties;
+      // The schema names the key's properties `ssh_key`; older clients sent `properties`.
+      const properties = context.args.ssh_key ?? context.args.properties;
       const source =
         properties && typeof properties === "object" && !Array.isArray(properties)
           ? properties
@@ -290,7 +291,7 @@ export const resourceOperations: Operation[] = [
         publicKey,
       });
       if ("error" in result) throw new ApiError("validation_error", { errors: [result.error] });
-      return { body: { ssh_key: present.sshKey(result.row) } };
+      return { status: 201, body: { ssh_key: present.sshKey(result.row) } };
     },
   },
   {
