@@ -14,7 +14,7 @@ export interface ServerConfig {
   trustedProxies?: string[];
   oauth?: OAuthConfig;
   bodyLimit?: number;
-  logger?: boolean | { level: string };
+  logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
 }
 
 export const DEFAULT_BASE_DOMAIN = "trebuchet.internal";

@@ -25,7 +25,7 @@ export interface AppOptions {
   bodyLimit?: number;
   /** Addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed. */
   trustedProxies?: string[];
-  logger?: boolean | { level: string };
+  logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
   /** How long the maintenance flag is cached per process (ms). */
   maintenanceCacheMs?: number;
 }

@@ -35,7 +35,9 @@ function key(lookup: Lookup | undefined): { by: keyof Lookup; value: string } | 
 
 function describe(lookup: Lookup | undefined): string {
   const k = key(lookup);
-  return k ? (k.by === "id" ? k.value : `${k.by.replace("_", " ")} "${k.value}"`) : "(nothing)";
+  if (!k) return "(nothing)";
+  if (k.by === "id") return k.value;
+  return k.by === "address" ? `"${k.value}"` : `${k.by.replace("_", " ")} "${k.value}"`;
 }
 
 function find<T extends object>(

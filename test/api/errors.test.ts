@@ -31,13 +31,13 @@ function expectError(
 describe.each(DIALECTS)("documented errors on %s", (dialect) => {
   let api: TestApi;
   let acme: Awaited<ReturnType<typeof withTenants>>;
-  let oauthKey: CryptoKey;
+  let oauthKey: Awaited<ReturnType<typeof generateKeyPair>>["privateKey"];
   const issuer = "https://identity.test";
 
   beforeAll(async () => {
     const dir = mkdtempSync(join(tmpdir(), "trebuchet-oauth-"));
     const { privateKey, publicKey } = await generateKeyPair("ES256");
-    oauthKey = privateKey as CryptoKey;
+    oauthKey = privateKey;
     const jwk = { ...(await exportJWK(publicKey)), kid: "test", alg: "ES256" };
     writeFileSync(join(dir, "jwks.json"), JSON.stringify({ keys: [jwk] }));
     api = await startTestApi(dialect, {
