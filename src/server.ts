@@ -3,6 +3,7 @@ import { buildApp, type Api } from "./api/app.js";
 import { OPERATIONS } from "./api/operations.js";
 import { Authenticator } from "./auth/authenticate.js";
 import { OAuthVerifier, type OAuthConfig } from "./auth/oauth.js";
+import { SnapshotLoader } from "./catalog/snapshot.js";
 import { RateLimiter, type RateLimits, DEFAULT_RATE_LIMITS } from "./auth/rate-limit.js";
 import { openStore, type Store, type StoreOptions } from "./store/index.js";
 
@@ -36,6 +37,7 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
         db: store.db,
         dialect: store.dialect,
         baseDomain: config.baseDomain,
+        snapshots: new SnapshotLoader(store.db),
         now: () => Math.floor(Date.now() / 1000),
       },
       authenticator: new Authenticator(store.db, config.oauth ? new OAuthVerifier(config.oauth) : undefined),

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Kysely } from "kysely";
 import type { Identity } from "../auth/identity.js";
 import type { RateLimits } from "../auth/rate-limit.js";
+import type { SnapshotLoader } from "../catalog/snapshot.js";
 import type { Database, DialectName, OrganizationsTable, Role } from "../store/index.js";
 import type { ArgumentBag } from "./arguments.js";
 
@@ -11,6 +12,7 @@ export interface Services {
   dialect: DialectName;
   /** Domain of VM FQDNs under each organization (`<hostname>.<sub_domain>.<baseDomain>`). */
   baseDomain: string;
+  snapshots: SnapshotLoader;
   now: () => number;
 }
 

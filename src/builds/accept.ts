@@ -44,9 +44,22 @@ export class ReservationFailed extends Error {
 
 const HOSTNAME_ATTEMPTS = 20;
 
+/** A locally administered unicast MAC (first octet 0x52, as QEMU's own) with 40 random bits. */
 function macAddress(): string {
-  // Locally administered unicast, in QEMU's customary 52:54:00 prefix.
-  return ["52", "54", "00", ...[...randomBytes(3)].map((b) => b.toString(16).padStart(2, "0"))].join(":");
+  return ["52", ...[...randomBytes(5)].map((b) => b.toString(16).padStart(2, "0"))].join(":");
+}
+
+/** A MAC no interface has yet: collisions are rare (40 bits) but must not fail a build. */
+async function freshMacAddress(trx: Transaction<Database>): Promise<string> {
+  for (;;) {
+    const mac = macAddress();
+    const taken = await trx
+      .selectFrom("network_interfaces")
+      .select("id")
+      .where("mac_address", "=", mac)
+      .executeTakeFirst();
+    if (!taken) return mac;
+  }
 }
 
 /**
@@ -152,7 +165,7 @@ async function reserve(
         network_id: nic.networkId,
         virtual_network_id: nic.virtualNetworkId,
         speed_profile_id: nic.speedProfileId,
-        mac_address: macAddress(),
+        mac_address: await freshMacAddress(trx),
         created_at: now,
       })
       .execute();

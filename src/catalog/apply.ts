@@ -2,6 +2,7 @@ import type { Kysely } from "kysely";
 import { newId, type Database, type IdKind } from "../store/index.js";
 import type { CatalogFile } from "./catalog-file.js";
 import { country } from "./reference-data.js";
+import { bumpCatalogVersion } from "./snapshot.js";
 
 export interface ApplyReport {
   created: number;
@@ -270,6 +271,7 @@ export async function applyCatalog(
         { path: iso.path, operating_system_name: iso.operating_system, organization_id: owner },
       );
     }
+    await bumpCatalogVersion(trx);
   });
   return report;
 }

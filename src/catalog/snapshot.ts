@@ -1,47 +1,54 @@
 import type { Kysely } from "kysely";
 import type { CatalogSnapshot } from "../planner/snapshot.js";
+import { canonicalAddress } from "./addresses.js";
+import type { VirtualMachineSpec } from "../spec/index.js";
 import type { Database, OrganizationsTable } from "../store/index.js";
 
+const VERSION_SETTING = "catalog_version";
+
+type GlobalCatalog = Pick<
+  CatalogSnapshot,
+  | "dataCenters"
+  | "zones"
+  | "hosts"
+  | "packages"
+  | "templates"
+  | "templateVersions"
+  | "ioProfiles"
+  | "networks"
+  | "subnets"
+  | "speedProfiles"
+  | "isos"
+>;
+
+/** Marks the shared catalog as changed, so every process reloads it on its next build. */
+export async function bumpCatalogVersion(db: Kysely<Database>): Promise<void> {
+  const now = Math.floor(Date.now() / 1000);
+  const version = `${Date.now()}-${Math.random().toString(36).slice(2)}`;
+  await db
+    .insertInto("settings")
+    .values({ key: VERSION_SETTING, value: version, updated_at: now })
+    .onConflict((oc) => oc.column("key").doUpdateSet({ value: version, updated_at: now }))
+    .execute();
+}
+
 /**
- * Loads one organization's view of the catalog for the planner: everything global
- * (data centers, packages it may use, templates, networks, ...) and only its own
- * organization-owned objects.
+ * Loads one organization's view of the catalog for the planner. The shared part (data
+ * centers, packages, templates, networks, ...) is cached per process and reloaded when
+ * `catalog apply` bumps the catalog version; organization-owned objects are read per
+ * build, and only the addresses the spec names.
  */
-export async function loadSnapshot(
-  db: Kysely<Database>,
-  organization: OrganizationsTable,
-): Promise<CatalogSnapshot> {
-  const org = organization.id;
-  const [dataCenters, zones, hosts, packages, templates, ioProfiles, networks, subnets, speedProfiles] =
-    await Promise.all([
-      db.selectFrom("data_centers").selectAll().execute(),
-      db.selectFrom("zones").selectAll().execute(),
-      db.selectFrom("hosts").selectAll().execute(),
-      db
-        .selectFrom("packages")
-        .selectAll()
-        .where((eb) => eb.or([eb("privacy", "=", "public"), eb("organization_id", "=", org)]))
-        .execute(),
-      db
-        .selectFrom("disk_templates")
-        .selectAll()
-        .where((eb) => eb.or([eb("universal", "=", 1), eb("organization_id", "=", org)]))
-        .execute(),
-      db.selectFrom("disk_io_profiles").selectAll().execute(),
-      db.selectFrom("networks").selectAll().execute(),
-      db.selectFrom("subnets").selectAll().execute(),
-      db.selectFrom("network_speed_profiles").selectAll().execute(),
-    ]);
-  const templateIds = templates.map((t) => t.id);
-  const [templateVersions, virtualNetworks, sshKeys, members, groups, tags, isos, disks, ipAddresses] =
-    await Promise.all([
-      templateIds.length > 0
-        ? db
-            .selectFrom("disk_template_versions")
-            .selectAll()
-            .where("disk_template_id", "in", templateIds)
-            .execute()
-        : [],
+export class SnapshotLoader {
+  private cached: { version: string | undefined; catalog: GlobalCatalog } | undefined;
+
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async load(organization: OrganizationsTable, spec: VirtualMachineSpec): Promise<CatalogSnapshot> {
+    const db = this.db;
+    const org = organization.id;
+    const global = await this.global();
+    const named = namedAddresses(spec);
+    const [virtualNetworks, sshKeys, members, groups, tags, isos, disks, ipAddresses] = await Promise.all([
       db.selectFrom("virtual_networks").selectAll().where("organization_id", "=", org).execute(),
       db
         .selectFrom("ssh_keys")
@@ -56,35 +63,116 @@ export async function loadSnapshot(
         .innerJoin("memberships", "memberships.user_id", "users.id")
         .where("memberships.organization_id", "=", org)
         .execute(),
-      db.selectFrom("virtual_machine_groups").selectAll().where("organization_id", "=", org).execute(),
+      spec.group
+        ? db.selectFrom("virtual_machine_groups").selectAll().where("organization_id", "=", org).execute()
+        : [],
       db.selectFrom("tags").selectAll().where("organization_id", "=", org).execute(),
-      db
-        .selectFrom("isos")
-        .selectAll()
-        .where((eb) => eb.or([eb("organization_id", "is", null), eb("organization_id", "=", org)]))
-        .execute(),
-      db.selectFrom("disks").selectAll().where("organization_id", "=", org).where("shared", "=", 1).execute(),
-      db.selectFrom("ip_addresses").selectAll().where("organization_id", "=", org).execute(),
+      spec.iso ? db.selectFrom("isos").selectAll().where("organization_id", "=", org).execute() : [],
+      spec.shared_disks
+        ? db
+            .selectFrom("disks")
+            .selectAll()
+            .where("organization_id", "=", org)
+            .where("shared", "=", 1)
+            .execute()
+        : [],
+      named.ids.length + named.addresses.length > 0
+        ? db
+            .selectFrom("ip_addresses")
+            .selectAll()
+            .where("organization_id", "=", org)
+            .where((eb) =>
+              eb.or([
+                ...(named.ids.length > 0 ? [eb("id", "in", named.ids)] : []),
+                ...(named.addresses.length > 0 ? [eb("address", "in", named.addresses)] : []),
+              ]),
+            )
+            .execute()
+        : [],
     ]);
+    return visibleTo({
+      ...global,
+      isos: [...global.isos, ...isos],
+      organization,
+      virtualNetworks,
+      sshKeys,
+      members,
+      groups,
+      tags,
+      disks,
+      ipAddresses,
+    });
+  }
+
+  private async global(): Promise<GlobalCatalog> {
+    const db = this.db;
+    const version = (
+      await db.selectFrom("settings").select("value").where("key", "=", VERSION_SETTING).executeTakeFirst()
+    )?.value;
+    if (this.cached && version !== undefined && this.cached.version === version) return this.cached.catalog;
+    const [
+      dataCenters,
+      zones,
+      hosts,
+      packages,
+      templates,
+      templateVersions,
+      ioProfiles,
+      networks,
+      subnets,
+      speedProfiles,
+      isos,
+    ] = await Promise.all([
+      db.selectFrom("data_centers").selectAll().execute(),
+      db.selectFrom("zones").selectAll().execute(),
+      db.selectFrom("hosts").selectAll().execute(),
+      db.selectFrom("packages").selectAll().execute(),
+      db.selectFrom("disk_templates").selectAll().execute(),
+      db.selectFrom("disk_template_versions").selectAll().execute(),
+      db.selectFrom("disk_io_profiles").selectAll().execute(),
+      db.selectFrom("networks").selectAll().execute(),
+      db.selectFrom("subnets").selectAll().execute(),
+      db.selectFrom("network_speed_profiles").selectAll().execute(),
+      db.selectFrom("isos").selectAll().where("organization_id", "is", null).execute(),
+    ]);
+    const catalog = {
+      dataCenters,
+      zones,
+      hosts,
+      packages,
+      templates,
+      templateVersions,
+      ioProfiles,
+      networks,
+      subnets,
+      speedProfiles,
+      isos,
+    };
+    this.cached = { version, catalog };
+    return catalog;
+  }
+}
+
+/** Packages and templates an organization may use: public/universal ones and its own. */
+function visibleTo(snapshot: CatalogSnapshot): CatalogSnapshot {
+  const org = snapshot.organization.id;
   return {
-    organization,
-    dataCenters,
-    zones,
-    hosts,
-    packages,
-    templates,
-    templateVersions,
-    ioProfiles,
-    networks,
-    subnets,
-    speedProfiles,
-    virtualNetworks,
-    sshKeys,
-    members,
-    groups,
-    tags,
-    isos,
-    disks,
-    ipAddresses,
+    ...snapshot,
+    packages: snapshot.packages.filter((p) => p.privacy === "public" || p.organization_id === org),
+    templates: snapshot.templates.filter((t) => t.universal === 1 || t.organization_id === org),
   };
+}
+
+function namedAddresses(spec: VirtualMachineSpec): { ids: string[]; addresses: string[] } {
+  const ids: string[] = [];
+  const addresses: string[] = [];
+  for (const nic of spec.network_interfaces ?? []) {
+    for (const allocation of nic.ip_address_allocations ?? []) {
+      const id = allocation.ip_address?.id?.trim();
+      const address = allocation.ip_address?.address?.trim();
+      if (id) ids.push(id);
+      if (address) addresses.push(canonicalAddress(address) ?? address);
+    }
+  }
+  return { ids, addresses };
 }

@@ -38,15 +38,25 @@ const SUFFIX_LENGTH = 16;
 // The largest multiple of 62 below 256: bytes at or above it are discarded so every character is equally likely.
 const UNBIASED_LIMIT = 256 - (256 % ALPHABET.length);
 
+// Random bytes are drawn from the CSPRNG in blocks: one system call serves many IDs.
+const POOL_SIZE = 4096;
+let pool = randomBytes(POOL_SIZE);
+let poolOffset = 0;
+
+function randomByte(): number {
+  if (poolOffset === POOL_SIZE) {
+    pool = randomBytes(POOL_SIZE);
+    poolOffset = 0;
+  }
+  return pool[poolOffset++]!;
+}
+
 /** Random alphanumerics from the operating system's CSPRNG, without modulo bias. */
 export function randomAlphanumeric(length: number): string {
   let out = "";
   while (out.length < length) {
-    for (const byte of randomBytes(length * 2)) {
-      if (byte >= UNBIASED_LIMIT) continue;
-      out += ALPHABET[byte % ALPHABET.length];
-      if (out.length === length) break;
-    }
+    const byte = randomByte();
+    if (byte < UNBIASED_LIMIT) out += ALPHABET[byte % ALPHABET.length];
   }
   return out;
 }

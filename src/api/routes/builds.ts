@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
 import { acceptBuild, ReservationFailed, type AcceptedBuild } from "../../builds/accept.js";
-import { loadSnapshot } from "../../catalog/snapshot.js";
 import { ApiError, invalidArgument, missingArgument, type ErrorCode } from "../../errors.js";
 import { randomHostname } from "../../planner/hostnames.js";
 import type { BuildPlan, PlanProblem } from "../../planner/plan.js";
@@ -143,7 +142,7 @@ async function buildFromModel(
     const previous = await replay(context, key, hash);
     if (previous) return previous;
   }
-  const snapshot = await loadSnapshot(db, org);
+  const snapshot = await context.services.snapshots.load(org, spec);
   const planned = planBuild(spec, snapshot, randomHostname);
   if (!planned.ok) {
     if (notFoundAs404) throwFirstNotFound(planned.problems);
@@ -332,7 +331,7 @@ export const buildOperations: Operation[] = [
         body: { valid: errors.length === 0, errors, warnings, plan },
       });
       if (!result.valid || !result.spec) return report(result.errors, result.warnings, null);
-      const snapshot = await loadSnapshot(context.services.db, org);
+      const snapshot = await context.services.snapshots.load(org, result.spec);
       const planned = planBuild(result.spec, snapshot, randomHostname);
       if (!planned.ok) return report(located(planned.problems, result.sources), result.warnings, null);
       try {

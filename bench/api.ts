@@ -1,0 +1,241 @@
+/**
+ * bench/api: the API under load on loopback, against a bare Fastify JSON route measured
+ * in the same run. Each server runs in a process of its own; autocannon runs here.
+ * Promises: build_from_spec (rich spec, SQLite) >= 0.20x the bare route's rate,
+ * GET build and GET task >= 0.50x, server RSS <= 150 MB under load.
+ *
+ *   node dist/bench/api.js [--duration 10] [--connections 32]
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import autocannon from "autocannon";
+import Fastify from "fastify";
+
+const args = process.argv.slice(2);
+const option = (name: string, fallback: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : fallback;
+};
+const DURATION = option("duration", 10);
+const CONNECTIONS = option("connections", 32);
+const self = fileURLToPath(import.meta.url);
+
+/** A spec that uses most of the format, allocating only from a large IPv6 range so the pool never runs dry. */
+const RICH_SPEC = `<?xml version="1.0" encoding="UTF-8"?>
+<VirtualMachineSpec>
+  <Zone by="permalink">lab-1-a</Zone>
+  <DataCenter by="permalink">lab-1</DataCenter>
+  <Resources><Package by="permalink">small-1</Package></Resources>
+  <DiskTemplate>
+    <DiskTemplate by="permalink">templates/trebuchet-demo</DiskTemplate>
+    <Option key="motd">Load test</Option>
+  </DiskTemplate>
+  <SystemDisks>
+    <Disk><Name>System Disk</Name><Size>2</Size><Speed>ssd</Speed><IOProfile by="permalink">standard</IOProfile>
+      <BackupPolicies><BackupPolicy><Retention>7</Retention><Schedule><Interval>daily</Interval><Frequency>1</Frequency><Time>2</Time></Schedule></BackupPolicy></BackupPolicies>
+    </Disk>
+    <Disk><Name>Data</Name><Size>1</Size><Speed>nvme</Speed><FileSystemType>xfs</FileSystemType></Disk>
+  </SystemDisks>
+  <NetworkInterfaces>
+    <NetworkInterface>
+      <Network by="permalink">bench</Network>
+      <SpeedProfile by="permalink">1gbps</SpeedProfile>
+      <IPAddressAllocation type="new"><Version>6</Version></IPAddressAllocation>
+    </NetworkInterface>
+  </NetworkInterfaces>
+  <Name>Bench VM</Name>
+  <Description>Built by bench/api</Description>
+  <AuthorizedKeys><Users all="yes"/><SSHKeys all="yes"/></AuthorizedKeys>
+  <BackupPolicies><BackupPolicy><Retention>4</Retention></BackupPolicy></BackupPolicies>
+  <Tags><Tag>bench</Tag><Tag>load</Tag></Tags>
+</VirtualMachineSpec>`;
+
+async function serveTrebuchet(dataDir: string): Promise<void> {
+  const { createServer } = await import("../src/server.js");
+  const { applyCatalog } = await import("../src/catalog/apply.js");
+  const { readCatalogFile } = await import("../src/catalog/catalog-file.js");
+  const { createApiToken, createOrganization } = await import("../src/catalog/accounts.js");
+  const server = await createServer({
+    store: { dataDir },
+    baseDomain: "bench.test",
+    rateLimits: { read: 100_000_000, write: 100_000_000, build: 100_000_000 },
+    logger: false,
+  });
+  const read = readCatalogFile(readFileSync(new URL("../../examples/catalog.yaml", import.meta.url), "utf8"));
+  if ("problems" in read) throw new Error(read.problems.join("\n"));
+  read.catalog.networks.push({
+    permalink: "bench",
+    name: "Bench",
+    data_center: "lab-1",
+    default: false,
+    dns_servers: [],
+    subnets: [
+      {
+        cidr: "2001:db8:200::/64",
+        gateway: "2001:db8:200::1",
+        range_start: "2001:db8:200::10",
+        range_end: "2001:db8:200::ffff:ffff",
+        version: 6,
+      },
+    ],
+  });
+  await applyCatalog(server.store.db, read.catalog);
+  await createOrganization(server.store.db, { subDomain: "bench", name: "Bench", baseDomain: "bench.test" });
+  const { token } = await createApiToken(server.store.db, {
+    subDomain: "bench",
+    name: "bench",
+    role: "admin",
+    scopes: [],
+    allowedNetworks: [],
+  });
+  const address = await server.app.listen({ host: "127.0.0.1", port: 0 });
+  process.send!({ address, token });
+}
+
+async function serveBare(): Promise<void> {
+  const app = Fastify({ logger: false });
+  const body = {
+    task: {
+      id: "task_0123456789abcdef",
+      name: "Build virtual machine",
+      status: "pending",
+      created_at: 0,
+      started_at: null,
+      finished_at: null,
+      progress: 0,
+    },
+  };
+  app.get("/bare", async () => body);
+  const address = await app.listen({ host: "127.0.0.1", port: 0 });
+  process.send!({ address });
+}
+
+function start(
+  mode: string,
+  extra: string[] = [],
+): Promise<{ child: ChildProcess; address: string; token?: string }> {
+  return new Promise((resolve, reject) => {
+    const child = fork(self, [mode, ...extra], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    child.once("message", (m) => resolve({ child, ...(m as { address: string; token?: string }) }));
+    child.once("exit", (code) => reject(new Error(`${mode} exited with ${code}`)));
+  });
+}
+
+function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
+}
+
+interface Run {
+  name: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  peakRss: number;
+}
+
+async function load(name: string, pid: number, options: autocannon.Options): Promise<Run> {
+  let peakRss = 0;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMb(pid))), 200);
+  const result = await autocannon({ connections: CONNECTIONS, duration: DURATION, ...options });
+  clearInterval(sampler);
+  return {
+    name,
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    non2xx: result.non2xx,
+    peakRss,
+  };
+}
+
+async function main(): Promise<void> {
+  const mode = args[0];
+  if (mode === "serve-trebuchet") return serveTrebuchet(args[1]!);
+  if (mode === "serve-bare") return serveBare();
+
+  const dataDir = mkdtempSync(join(tmpdir(), "trebuchet-bench-"));
+  const bare = await start("serve-bare");
+  const trebuchet = await start("serve-trebuchet", [dataDir]);
+  const headers = { authorization: `Bearer ${trebuchet.token}`, "content-type": "application/json" };
+  const buildBody = JSON.stringify({ organization: { sub_domain: "bench" }, xml: RICH_SPEC });
+  try {
+    // One build to read back, and a short warm-up of each server.
+    const created = (await (
+      await fetch(`${trebuchet.address}/core/v1/organizations/_/virtual_machines/build_from_spec`, {
+        method: "POST",
+        headers,
+        body: buildBody,
+      })
+    ).json()) as {
+      virtual_machine_build: { id: string };
+      task: { id: string };
+    };
+    await autocannon({ url: `${bare.address}/bare`, connections: CONNECTIONS, duration: 2 });
+    await autocannon({
+      url: `${trebuchet.address}/core/v1/tasks/${created.task.id}`,
+      headers,
+      connections: CONNECTIONS,
+      duration: 2,
+    });
+
+    const runs: Run[] = [];
+    runs.push(await load("bare Fastify JSON route", bare.child.pid!, { url: `${bare.address}/bare` }));
+    runs.push(
+      await load("POST build_from_spec (rich spec)", trebuchet.child.pid!, {
+        url: `${trebuchet.address}/core/v1/organizations/_/virtual_machines/build_from_spec`,
+        method: "POST",
+        headers,
+        body: buildBody,
+      }),
+    );
+    runs.push(
+      await load("GET build", trebuchet.child.pid!, {
+        url: `${trebuchet.address}/core/v1/virtual_machines/builds/_?virtual_machine_build[id]=${created.virtual_machine_build.id}`,
+        headers,
+      }),
+    );
+    runs.push(
+      await load("GET task", trebuchet.child.pid!, {
+        url: `${trebuchet.address}/core/v1/tasks/${created.task.id}`,
+        headers,
+      }),
+    );
+
+    const base = runs[0]!.rps;
+    const targets: Record<string, number> = {
+      "POST build_from_spec (rich spec)": 0.2,
+      "GET build": 0.5,
+      "GET task": 0.5,
+    };
+    console.log(
+      `api: ${CONNECTIONS} connections, ${DURATION} s per run, loopback, SQLite (WAL), Node ${process.version}`,
+    );
+    console.log("  run                                 req/s   ratio   p50 ms  p99 ms  non-2xx  peak RSS MB");
+    for (const run of runs) {
+      const target = targets[run.name];
+      const ratio = run.rps / base;
+      const verdict =
+        target === undefined
+          ? ""
+          : ` (target >= ${target.toFixed(2)}x: ${ratio >= target ? "met" : "NOT met"})`;
+      console.log(
+        `  ${run.name.padEnd(34)} ${run.rps.toFixed(0).padStart(7)} ${ratio.toFixed(2).padStart(6)}x ${String(run.p50).padStart(7)} ${String(run.p99).padStart(7)} ${String(run.non2xx).padStart(8)} ${run.peakRss.toFixed(0).padStart(12)}${verdict}`,
+      );
+    }
+    const peak = Math.max(...runs.slice(1).map((r) => r.peakRss));
+    console.log(
+      `  trebuchet peak RSS under load: ${peak.toFixed(0)} MB (target <= 150 MB: ${peak <= 150 ? "met" : "NOT met"})`,
+    );
+  } finally {
+    bare.child.kill();
+    trebuchet.child.kill();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+await main();
