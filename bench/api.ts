@@ -22,6 +22,8 @@ const option = (name: string, fallback: number) => {
 const DURATION = option("duration", 10);
 const CONNECTIONS = option("connections", 32);
 const self = fileURLToPath(import.meta.url);
+/** The V8 flags `trebuchet serve` runs with (see the trebuchet wrapper and the CLI's shebang). */
+const SERVER_FLAGS = "--max-semi-space-size=4";
 
 /** A spec that uses most of the format, allocating only from a large IPv6 range so the pool never runs dry. */
 const RICH_SPEC = `<?xml version="1.0" encoding="UTF-8"?>
@@ -118,7 +120,10 @@ function start(
   extra: string[] = [],
 ): Promise<{ child: ChildProcess; address: string; token?: string }> {
   return new Promise((resolve, reject) => {
-    const child = fork(self, [mode, ...extra], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const child = fork(self, [mode, ...extra], {
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      execArgv: (process.env.SERVER_NODE_OPTIONS ?? SERVER_FLAGS).split(" ").filter(Boolean),
+    });
     child.once("message", (m) => resolve({ child, ...(m as { address: string; token?: string }) }));
     child.once("exit", (code) => reject(new Error(`${mode} exited with ${code}`)));
   });

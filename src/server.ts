@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { buildApp, type Api } from "./api/app.js";
+import { hotQueries } from "./api/hot-queries.js";
 import { OPERATIONS } from "./api/operations.js";
 import { Authenticator } from "./auth/authenticate.js";
 import { OAuthVerifier, type OAuthConfig } from "./auth/oauth.js";
@@ -38,6 +39,7 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
         dialect: store.dialect,
         baseDomain: config.baseDomain,
         snapshots: new SnapshotLoader(store.db),
+        queries: hotQueries(store.db),
         now: () => Math.floor(Date.now() / 1000),
       },
       authenticator: new Authenticator(store.db, config.oauth ? new OAuthVerifier(config.oauth) : undefined),

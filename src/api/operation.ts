@@ -3,6 +3,7 @@ import type { Kysely } from "kysely";
 import type { Identity } from "../auth/identity.js";
 import type { RateLimits } from "../auth/rate-limit.js";
 import type { SnapshotLoader } from "../catalog/snapshot.js";
+import type { HotQueries } from "./hot-queries.js";
 import type { Database, DialectName, OrganizationsTable, Role } from "../store/index.js";
 import type { ArgumentBag } from "./arguments.js";
 
@@ -13,6 +14,7 @@ export interface Services {
   /** Domain of VM FQDNs under each organization (`<hostname>.<sub_domain>.<baseDomain>`). */
   baseDomain: string;
   snapshots: SnapshotLoader;
+  queries: HotQueries;
   now: () => number;
 }
 

@@ -40,12 +40,11 @@ async function organizationFromLookup(
   lookup: { key: "id" | "sub_domain"; value: string },
   access: Access,
 ): Promise<ResolvedOrganization> {
-  const { db } = context.services;
-  const org = await db
-    .selectFrom("organizations")
-    .selectAll()
-    .where(lookup.key, "=", lookup.value)
-    .executeTakeFirst();
+  const { db, queries } = context.services;
+  const [org] =
+    lookup.key === "id"
+      ? await queries.organizationById(lookup.value)
+      : await queries.organizationBySubDomain(lookup.value);
   const role = org ? await roleIn(db, context.identity, org.id) : undefined;
   if (!org || !role) throw new ApiError("organization_not_found");
   if (org.state === "suspended") throw new ApiError("organization_suspended");
@@ -76,11 +75,8 @@ export async function checkOwnership(
     ? await roleIn(context.services.db, context.identity, organizationId)
     : undefined;
   if (!role) throw new ApiError(notFound);
-  const org = await context.services.db
-    .selectFrom("organizations")
-    .select(["state", "sub_domain"])
-    .where("id", "=", organizationId!)
-    .executeTakeFirstOrThrow();
+  const [org] = await context.services.queries.organizationById(organizationId!);
+  if (!org) throw new ApiError(notFound);
   if (org.state === "suspended") throw new ApiError("organization_suspended");
   if (org.state === "not_activated") throw new ApiError("organization_not_activated");
   checkPermission(role, access, org.sub_domain);

@@ -1,7 +1,7 @@
 import { decodeProtectedHeader } from "jose";
 import type { Kysely } from "kysely";
 import { ApiError } from "../errors.js";
-import type { Database, Role } from "../store/index.js";
+import { prepare, type Database, type Role } from "../store/index.js";
 import { CAPABILITY_TYPE, verifyCapability } from "./capabilities.js";
 import type { Identity } from "./identity.js";
 import { addressInNetworks } from "./networks.js";
@@ -29,10 +29,32 @@ const invalidToken = (details: string | null = null) => new ApiError("invalid_ap
  * token (any other JWT, when OAuth2 is configured). Every failure is the documented error.
  */
 export class Authenticator {
+  private readonly tokenByHash;
+
   constructor(
     private readonly db: Kysely<Database>,
     private readonly oauth?: OAuthVerifier,
-  ) {}
+  ) {
+    this.tokenByHash = prepare(
+      db,
+      (d, hash: string) =>
+        d
+          .selectFrom("api_tokens")
+          .select([
+            "id",
+            "organization_id",
+            "user_id",
+            "role",
+            "scopes_json",
+            "allowed_networks_json",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+          ])
+          .where("secret_hash", "=", hash),
+      1,
+    );
+  }
 
   async authenticate(authorization: string | undefined, callerIp: string): Promise<Identity> {
     const token = bearerToken(authorization);
@@ -44,21 +66,7 @@ export class Authenticator {
   }
 
   private async apiToken(secret: string, callerIp: string): Promise<Identity> {
-    const row = await this.db
-      .selectFrom("api_tokens")
-      .select([
-        "id",
-        "organization_id",
-        "user_id",
-        "role",
-        "scopes_json",
-        "allowed_networks_json",
-        "expires_at",
-        "revoked_at",
-        "last_used_at",
-      ])
-      .where("secret_hash", "=", hashSecret(secret))
-      .executeTakeFirst();
+    const [row] = await this.tokenByHash(hashSecret(secret));
     const now = Math.floor(Date.now() / 1000);
     if (!row) throw invalidToken();
     if (row.revoked_at !== null) throw invalidToken("The API token has been revoked");

@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import SQLite from "better-sqlite3";
 import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase } from "kysely";
-import pg from "pg";
+import type pg from "pg";
 import { migrateToLatest } from "./migrate.js";
 import type { Database } from "./schema.js";
 
@@ -34,13 +34,16 @@ const DEFAULT_TIMEOUT_MS = 5000;
 
 const INT8_OID = 20;
 const NUMERIC_OID = 1700;
-// bigint columns hold Unix seconds and counts, all far below 2^53: read them as numbers.
-const pgTypes = {
-  getTypeParser: ((oid: number, format?: "text" | "binary") =>
-    oid === INT8_OID || oid === NUMERIC_OID
-      ? (value: string) => Number(value)
-      : pg.types.getTypeParser(oid, format ?? "text")) as typeof pg.types.getTypeParser,
-};
+
+/** bigint columns hold Unix seconds and counts, all far below 2^53: read them as numbers. */
+function pgTypes(driver: typeof pg) {
+  return {
+    getTypeParser: ((oid: number, format?: "text" | "binary") =>
+      oid === INT8_OID || oid === NUMERIC_OID
+        ? (value: string) => Number(value)
+        : driver.types.getTypeParser(oid, format ?? "text")) as typeof pg.types.getTypeParser,
+  };
+}
 
 export function redactUrl(url: string): string {
   try {
@@ -82,7 +85,9 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     if (!/^postgres(ql)?:\/\//.test(options.databaseUrl)) {
       throw new Error(`DATABASE_URL must be a postgres:// URL, got ${redactUrl(options.databaseUrl)}`);
     }
-    const pool = new pg.Pool({
+    // Loaded only when used: the embedded default never pays for the PostgreSQL driver.
+    const driver = (await import("pg")).default;
+    const pool = new driver.Pool({
       connectionString: options.databaseUrl,
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: timeoutMs,
@@ -90,7 +95,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       statement_timeout: timeoutMs,
       lock_timeout: timeoutMs,
       query_timeout: timeoutMs + 1000,
-      types: pgTypes,
+      types: pgTypes(driver),
     });
     // An idle client's error (the server went away) must not crash the process; the next query reports it.
     pool.on("error", () => undefined);

@@ -32,7 +32,6 @@ import {
 import type { Operation, OperationContext, ResolvedOrganization } from "../operation.js";
 import * as present from "../presenters.js";
 import { checkOwnership, resolveOrganization } from "../resolve.js";
-import { annotationsOf } from "../views.js";
 
 const IDEMPOTENCY_TTL = 24 * 3600;
 const SPEC_MAX_LENGTH = 256 * 1024;
@@ -365,31 +364,25 @@ export const buildOperations: Operation[] = [
     access: "read",
     bucket: "read",
     async handle(context) {
-      const { db } = context.services;
+      const { queries } = context.services;
       const lookup = requireLookup(
         context.args,
         "virtual_machine_build",
         ["id"] as const,
         context.segments.virtual_machine_build,
       );
-      const build = await db
-        .selectFrom("builds")
-        .selectAll()
-        .where("id", "=", lookup.value)
-        .executeTakeFirst();
+      const [build] = await queries.buildById(lookup.value);
       if (!build) throw new ApiError("build_not_found");
       await checkOwnership(context, build.organization_id, "build_not_found");
-      const vm = build.virtual_machine_id
-        ? await db
-            .selectFrom("virtual_machines")
-            .selectAll()
-            .where("id", "=", build.virtual_machine_id)
-            .executeTakeFirst()
-        : undefined;
+      const [vm] =
+        build.virtual_machine_id && build.state !== "pending"
+          ? await queries.virtualMachineById(build.virtual_machine_id)
+          : [];
+      const annotations = await queries.annotations("VirtualMachineBuild", build.id);
       return {
         body: {
           virtual_machine_build: present.build(build, vm),
-          annotations: await annotationsOf(db, "VirtualMachineBuild", build.id),
+          annotations: annotations.map((a) => ({ key: a.key, value: a.value ?? "" })),
         },
       };
     },
@@ -403,11 +396,7 @@ export const buildOperations: Operation[] = [
     bucket: "read",
     async handle(context) {
       const lookup = requireLookup(context.args, "task", ["id"] as const, context.segments.task);
-      const task = await context.services.db
-        .selectFrom("tasks")
-        .selectAll()
-        .where("id", "=", lookup.value)
-        .executeTakeFirst();
+      const [task] = await context.services.queries.taskById(lookup.value);
       if (!task) throw new ApiError("task_not_found");
       await checkOwnership(context, task.organization_id, "task_not_found");
       return { body: { task: present.task(task) } };
