@@ -20,6 +20,7 @@ export interface ServerConfig {
 }
 
 export const DEFAULT_BASE_DOMAIN = "trebuchet.internal";
+const DRAIN_GRACE_MS = 15_000;
 
 export interface RunningServer {
   api: Api;
@@ -57,7 +58,13 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
       stop() {
         stopping ??= (async () => {
           api.startDraining();
-          await api.app.close();
+          // In-flight requests get a grace period; connections still open after it are cut.
+          const grace = setTimeout(() => api.app.server.closeAllConnections(), DRAIN_GRACE_MS);
+          try {
+            await api.app.close();
+          } finally {
+            clearTimeout(grace);
+          }
           await store.close();
         })();
         return stopping;

@@ -230,6 +230,8 @@ export async function buildApp(options: AppOptions): Promise<Api> {
 
   // Unauthenticated responses still carry the allowance, as the real API's do.
   app.addHook("onSend", async (request, reply, payload) => {
+    // While draining, every answer closes its connection, so keep-alive clients cannot hold shutdown up.
+    if (draining) void reply.header("connection", "close");
     if (!reply.hasHeader("x-ratelimit-permitted")) {
       const permitted = rateLimiter.permitted("read");
       void reply.headers({
