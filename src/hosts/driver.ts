@@ -1,0 +1,100 @@
+/**
+ * The hypervisor driver interface. The engine speaks only this; the QEMU driver is the
+ * product's implementation, and a fake stands in for it in the engine's unit tests. Both
+ * pass the same conformance suite (test/hosts/conformance.ts).
+ */
+
+export interface GuestAddress {
+  /** `192.0.2.10` or `2001:db8::10`. */
+  address: string;
+  prefix: number;
+  version: 4 | 6;
+  gateway: string | null;
+}
+
+export interface GuestInterface {
+  id: string;
+  mac: string;
+  /** The L2 segment the interface joins (a network or virtual network ID). */
+  segment: string;
+  /** Addresses the segment's gateway holds on the host side, `address/prefix`. */
+  gatewayCidrs: string[];
+  addresses: GuestAddress[];
+}
+
+export interface GuestDisk {
+  id: string;
+  sizeInGb: number;
+  /** The system disk is an overlay on the template image; other disks start blank. */
+  system: boolean;
+  /** An existing disk image to attach (shared disks), instead of creating one. */
+  existingPath?: string;
+}
+
+export interface VmTemplate {
+  kind: "cloud" | "kernel";
+  /** Absolute paths. */
+  image: string;
+  kernel: string | null;
+  initrd: string | null;
+}
+
+/** Everything a host needs to run one VM; derived from the build plan and the database. */
+export interface VmDefinition {
+  id: string;
+  hostname: string;
+  memoryInMb: number;
+  cpuCores: number;
+  template: VmTemplate;
+  disks: GuestDisk[];
+  interfaces: GuestInterface[];
+  dnsServers: string[];
+  authorizedKeys: string[];
+  options: { key: string; value: string }[];
+}
+
+export type PowerState = "running" | "stopped" | "missing";
+
+export interface StepTimeouts {
+  /** Longest wait for the guest's readiness marker after start (ms). */
+  ready: number;
+  /** How long an ACPI shutdown may take before the VM is powered off (ms). */
+  shutdown: number;
+}
+
+export interface HostDriver {
+  readonly name: string;
+  /** Once per process: networking scaffolding, accelerator probe. */
+  prepare(): Promise<void>;
+  /** Creates disks, seed and network for a VM, undoing its own steps if one fails. */
+  create(vm: VmDefinition): Promise<void>;
+  /** Starts the VM's process (detached: it outlives the control plane). */
+  start(vmId: string): Promise<void>;
+  /** Resolves when the guest reports ready; rejects with the guest's reason or on timeout. */
+  waitReady(vmId: string, since: number, timeoutMs: number): Promise<void>;
+  /** Immediate power off. */
+  stop(vmId: string): Promise<void>;
+  /** ACPI power button; powers off after `timeoutMs` if the guest ignores it. Resolves true when the guest shut down itself. */
+  shutdown(vmId: string, timeoutMs: number): Promise<boolean>;
+  /** Hard reset. */
+  reset(vmId: string): Promise<void>;
+  /** Stops the VM and removes everything `create` made. Safe to call on a half-created VM. */
+  destroy(vmId: string): Promise<void>;
+  state(vmId: string): Promise<PowerState>;
+  /** VMs this host has any trace of (for reconciliation after a restart). */
+  list(): Promise<string[]>;
+  /** The serial console so far. */
+  console(vmId: string): Promise<string>;
+  /** Offset of the console now (pass to waitReady to wait for the next boot). */
+  consoleSize(vmId: string): Promise<number>;
+}
+
+/** A failure the guest or host reported; the message is for the build's failure reason. */
+export class HostError extends Error {
+  constructor(
+    message: string,
+    readonly transient = false,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,93 @@
+import type { VmDefinition } from "../driver.js";
+
+export type Accelerator = "kvm" | "tcg";
+export type Networking = "tap" | "user";
+
+export interface VmPaths {
+  directory: string;
+  disk: (diskId: string) => string;
+  seedIso: string;
+  console: string;
+  qmp: string;
+  pid: string;
+}
+
+/** A tap name for an interface: Linux allows 15 characters. */
+export function tapName(interfaceId: string): string {
+  return `tb${interfaceId.slice(interfaceId.indexOf("_") + 1, interfaceId.indexOf("_") + 13)}`;
+}
+
+/** A bridge name for a network segment. */
+export function bridgeName(segment: string): string {
+  return `br${segment.slice(segment.indexOf("_") + 1, segment.indexOf("_") + 13)}`;
+}
+
+/**
+ * The QEMU command line for a VM (pure). Kernel templates boot on `microvm` (fast, virtio
+ * over MMIO, ACPI for the power button); cloud images on `q35` with firmware and PCI.
+ * QEMU daemonizes, so the VM outlives the control plane; QMP is its control socket and the
+ * serial console goes to a file.
+ */
+export function qemuArgs(
+  vm: VmDefinition,
+  paths: VmPaths,
+  accelerator: Accelerator,
+  networking: Networking,
+): string[] {
+  const microvm = vm.template.kind === "kernel";
+  const device = (kind: "blk" | "net") => (microvm ? `virtio-${kind}-device` : `virtio-${kind}-pci`);
+  const args = [
+    "-name",
+    `trebuchet-${vm.id},process=trebuchet-${vm.id}`,
+    "-machine",
+    microvm ? "microvm,acpi=on" : "q35",
+    "-accel",
+    accelerator,
+    "-cpu",
+    accelerator === "kvm" ? "host" : "max",
+    "-smp",
+    String(vm.cpuCores),
+    "-m",
+    String(vm.memoryInMb),
+    "-nodefaults",
+    "-no-user-config",
+    "-nographic",
+    "-chardev",
+    `file,id=serial0,path=${paths.console},append=on`,
+    "-serial",
+    "chardev:serial0",
+    "-qmp",
+    `unix:${paths.qmp},server=on,wait=off`,
+    "-pidfile",
+    paths.pid,
+    "-daemonize",
+  ];
+  if (microvm) {
+    args.push("-kernel", vm.template.kernel!, "-append", "console=ttyS0 quiet panic=-1");
+    if (vm.template.initrd) args.push("-initrd", vm.template.initrd);
+  }
+  vm.disks.forEach((disk, i) => {
+    args.push(
+      "-drive",
+      `id=disk${i},file=${disk.existingPath ?? paths.disk(disk.id)},format=qcow2,if=none,cache=writeback`,
+    );
+    args.push("-device", `${device("blk")},drive=disk${i}`);
+  });
+  args.push(
+    "-drive",
+    `id=seed,file=${paths.seedIso},format=raw,if=none,readonly=on`,
+    "-device",
+    `${device("blk")},drive=seed`,
+  );
+  vm.interfaces.forEach((nic, i) => {
+    args.push(
+      "-netdev",
+      networking === "tap"
+        ? `tap,id=net${i},ifname=${tapName(nic.id)},script=no,downscript=no`
+        : `user,id=net${i}`,
+      "-device",
+      `${device("net")},netdev=net${i},mac=${nic.mac}`,
+    );
+  });
+  return args;
+}

@@ -1,0 +1,329 @@
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { promisify } from "node:util";
+import { HostError, type HostDriver, type PowerState, type VmDefinition } from "../driver.js";
+import { withReverter } from "../reverter.js";
+import { probeAccelerator } from "./accel.js";
+import { bridgeName, qemuArgs, tapName, type Accelerator, type Networking, type VmPaths } from "./args.js";
+import { NamespaceNetwork, namespacesAvailable } from "./network.js";
+import { qmp } from "./qmp.js";
+import { renderSeed } from "./seed.js";
+
+const exec = promisify(execFile);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export const READY_MARKER = "TREBUCHET-READY";
+export const FAILED_MARKER = "TREBUCHET-FAILED";
+
+export interface QemuDriverOptions {
+  /** The host's name in the catalog. */
+  name: string;
+  /** Where each VM's directory (disks, seed, console, QMP socket, pid file) lives. */
+  vmsDir: string;
+  /** Network namespace for VM networking; null = user-mode networking. */
+  namespace: string | null;
+  log?: (message: string) => void;
+}
+
+/**
+ * The QEMU host driver: one daemonized QEMU process per VM, controlled over QMP, inside
+ * a network namespace of Trebuchet's own. Everything about a running VM is on disk in
+ * its directory (definition, pid file, QMP socket, console log), so a restarted control
+ * plane finds its VMs again.
+ */
+export class QemuDriver implements HostDriver {
+  readonly name: string;
+  private accelerator: Accelerator | undefined;
+  private networking: Networking = "tap";
+  private network: NamespaceNetwork | undefined;
+  private readonly log: (message: string) => void;
+
+  constructor(private readonly options: QemuDriverOptions) {
+    this.name = options.name;
+    this.log = options.log ?? (() => undefined);
+  }
+
+  async prepare(): Promise<void> {
+    mkdirSync(this.options.vmsDir, { recursive: true });
+    try {
+      await exec("qemu-system-x86_64", ["--version"]);
+      await exec("qemu-img", ["--version"]);
+    } catch {
+      throw new HostError("QEMU is not installed (apt-get install qemu-system-x86 qemu-utils)");
+    }
+    if (this.options.namespace && (await namespacesAvailable())) {
+      this.network = new NamespaceNetwork(this.options.namespace);
+      await this.network.ensureNamespace();
+      this.networking = "tap";
+    } else {
+      this.networking = "user";
+      this.log(
+        this.options.namespace
+          ? `WARNING: cannot create network namespace ${this.options.namespace} (not root?): VMs get user-mode networking, and their allocated addresses are not reachable`
+          : "WARNING: this host has no network namespace configured: VMs get user-mode networking",
+      );
+    }
+  }
+
+  paths(vmId: string): VmPaths {
+    if (!/^vm_[A-Za-z0-9]+$/.test(vmId)) throw new HostError(`not a VM ID: ${vmId}`);
+    const directory = join(this.options.vmsDir, vmId);
+    return {
+      directory,
+      disk: (diskId) => join(directory, `${diskId}.qcow2`),
+      seedIso: join(directory, "seed.iso"),
+      console: join(directory, "console.log"),
+      qmp: join(directory, "qmp.sock"),
+      pid: join(directory, "qemu.pid"),
+    };
+  }
+
+  private definition(vmId: string): VmDefinition {
+    const file = join(this.paths(vmId).directory, "definition.json");
+    if (!existsSync(file)) throw new HostError(`VM ${vmId} does not exist on host ${this.name}`);
+    return JSON.parse(readFileSync(file, "utf8")) as VmDefinition;
+  }
+
+  async create(vm: VmDefinition): Promise<void> {
+    const paths = this.paths(vm.id);
+    if (paths.qmp.length > 100)
+      throw new HostError(`the VM directory ${paths.directory} is too long for a UNIX socket path`);
+    if (vm.template.kind === "kernel" && (!vm.template.kernel || !existsSync(vm.template.kernel))) {
+      throw new HostError(
+        `the template's kernel ${vm.template.kernel} is missing (run: trebuchet admin template build-demo)`,
+      );
+    }
+    if (!existsSync(vm.template.image)) {
+      throw new HostError(
+        `the template's image ${vm.template.image} is missing (run: trebuchet admin template build-demo)`,
+      );
+    }
+    await withReverter(async (reverter) => {
+      mkdirSync(paths.directory, { recursive: true });
+      reverter.add("VM directory", () => rmSync(paths.directory, { recursive: true, force: true }));
+      writeFileSync(join(paths.directory, "definition.json"), JSON.stringify(vm, null, 2));
+      writeFileSync(paths.console, "");
+
+      for (const disk of vm.disks) {
+        if (disk.existingPath) continue;
+        const args = disk.system
+          ? [
+              "create",
+              "-q",
+              "-f",
+              "qcow2",
+              "-b",
+              vm.template.image,
+              "-F",
+              "qcow2",
+              paths.disk(disk.id),
+              `${disk.sizeInGb}G`,
+            ]
+          : ["create", "-q", "-f", "qcow2", paths.disk(disk.id), `${disk.sizeInGb}G`];
+        await run("qemu-img", args, `creating disk ${disk.id}`);
+      }
+
+      const seedDir = join(paths.directory, "seed");
+      for (const [name, content] of renderSeed(vm)) {
+        const file = join(seedDir, name);
+        mkdirSync(dirname(file), { recursive: true });
+        writeFileSync(file, content);
+      }
+      await run(
+        "genisoimage",
+        ["-quiet", "-output", paths.seedIso, "-volid", "cidata", "-joliet", "-rock", seedDir],
+        "making the seed",
+      );
+
+      if (this.network) {
+        for (const nic of vm.interfaces) {
+          await this.network.ensureBridge(bridgeName(nic.segment), nic.gatewayCidrs);
+          await this.network.ensureTap(tapName(nic.id), bridgeName(nic.segment));
+          reverter.add(`tap ${tapName(nic.id)}`, () => this.network!.removeTap(tapName(nic.id)));
+        }
+      }
+    });
+  }
+
+  async start(vmId: string): Promise<void> {
+    if ((await this.state(vmId)) === "running") return;
+    const vm = this.definition(vmId);
+    const paths = this.paths(vmId);
+    if (this.network) {
+      // Taps do not survive a host reboot; the definition says what they should be.
+      for (const nic of vm.interfaces) {
+        await this.network.ensureBridge(bridgeName(nic.segment), nic.gatewayCidrs);
+        await this.network.ensureTap(tapName(nic.id), bridgeName(nic.segment));
+      }
+    }
+    this.accelerator ??= await this.probe(vm);
+    rmSync(paths.qmp, { force: true });
+    const args = qemuArgs(vm, paths, this.accelerator, this.networking);
+    const [file, argv] = this.network
+      ? this.network.command("qemu-system-x86_64", args)
+      : ["qemu-system-x86_64", args];
+    await run(file, argv, "starting QEMU");
+    for (let i = 0; i < 50 && !existsSync(paths.qmp); i++) await sleep(20);
+  }
+
+  private async probe(vm: VmDefinition): Promise<Accelerator> {
+    const { accelerator, reason } = await probeAccelerator(vm.template.kernel ?? undefined);
+    this.log(`accelerator: ${accelerator} (${reason})`);
+    return accelerator;
+  }
+
+  async waitReady(vmId: string, since: number, timeoutMs: number): Promise<void> {
+    const paths = this.paths(vmId);
+    const deadline = Date.now() + timeoutMs;
+    const ready = `${READY_MARKER} ${vmId}`;
+    let graceAfterExit = 2;
+    for (;;) {
+      const text = await readFrom(paths.console, since);
+      if (text.includes(ready)) return;
+      const failed = new RegExp(`${FAILED_MARKER} (.*)`).exec(text);
+      if (failed) throw new HostError(`the guest reported: ${failed[1]!.trim()}`);
+      if ((await this.state(vmId)) !== "running" && --graceAfterExit < 0) {
+        throw new HostError("the VM stopped before it was ready");
+      }
+      if (Date.now() > deadline)
+        throw new HostError(`the guest was not ready within ${Math.round(timeoutMs / 1000)} s`);
+      await sleep(100);
+    }
+  }
+
+  async stop(vmId: string): Promise<void> {
+    const pid = this.pid(vmId);
+    if (pid === undefined) return;
+    try {
+      await qmp(this.paths(vmId).qmp, "quit", undefined, 2000);
+    } catch {
+      // QMP unreachable: fall through to the signal.
+    }
+    if (!(await waitGone(pid, 5000))) {
+      process.kill(pid, "SIGKILL");
+      await waitGone(pid, 5000);
+    }
+    rmSync(this.paths(vmId).pid, { force: true });
+  }
+
+  async shutdown(vmId: string, timeoutMs: number): Promise<boolean> {
+    const pid = this.pid(vmId);
+    if (pid === undefined) return true;
+    try {
+      await qmp(this.paths(vmId).qmp, "system_powerdown");
+    } catch (error) {
+      this.log(`shutdown ${vmId}: ${(error as Error).message}; powering off`);
+    }
+    if (await waitGone(pid, timeoutMs)) return true;
+    await this.stop(vmId);
+    return false;
+  }
+
+  async reset(vmId: string): Promise<void> {
+    if ((await this.state(vmId)) !== "running") throw new HostError(`VM ${vmId} is not running`);
+    await qmp(this.paths(vmId).qmp, "system_reset");
+  }
+
+  async destroy(vmId: string): Promise<void> {
+    const paths = this.paths(vmId);
+    await this.stop(vmId);
+    if (this.network && existsSync(join(paths.directory, "definition.json"))) {
+      for (const nic of this.definition(vmId).interfaces) await this.network.removeTap(tapName(nic.id));
+    }
+    rmSync(paths.directory, { recursive: true, force: true });
+  }
+
+  async state(vmId: string): Promise<PowerState> {
+    if (this.pid(vmId) !== undefined) return "running";
+    return existsSync(this.paths(vmId).directory) ? "stopped" : "missing";
+  }
+
+  async list(): Promise<string[]> {
+    if (!existsSync(this.options.vmsDir)) return [];
+    return readdirSync(this.options.vmsDir).filter((name) => /^vm_[A-Za-z0-9]+$/.test(name));
+  }
+
+  async console(vmId: string): Promise<string> {
+    return readFrom(this.paths(vmId).console, Math.max(0, (await this.consoleSize(vmId)) - 256 * 1024));
+  }
+
+  async consoleSize(vmId: string): Promise<number> {
+    try {
+      return statSync(this.paths(vmId).console).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Whether the interface's tap exists (for tests and reconciliation). */
+  async hasTap(interfaceId: string): Promise<boolean> {
+    return this.network ? this.network.hasLink(tapName(interfaceId)) : false;
+  }
+
+  /** The live QEMU process of a VM: the pid file's process, if it really is this VM's QEMU. */
+  private pid(vmId: string): number | undefined {
+    let pid: number;
+    try {
+      pid = Number(readFileSync(this.paths(vmId).pid, "utf8").trim());
+    } catch {
+      return undefined;
+    }
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      return cmdline.includes(`trebuchet-${vmId}`) ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+async function run(file: string, args: string[], what: string): Promise<void> {
+  try {
+    await exec(file, args, { timeout: 60_000 });
+  } catch (error) {
+    const stderr = String((error as { stderr?: string }).stderr ?? "").trim();
+    throw new HostError(
+      `${what} failed: ${stderr.split("\n").slice(-3).join(" ") || (error as Error).message}`,
+      true,
+    );
+  }
+}
+
+async function readFrom(file: string, offset: number): Promise<string> {
+  try {
+    const handle = await open(file, "r");
+    try {
+      const { size } = await handle.stat();
+      if (size <= offset) return "";
+      const buffer = Buffer.alloc(size - offset);
+      await handle.read(buffer, 0, buffer.length, offset);
+      return buffer.toString("utf8");
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    return "";
+  }
+}
+
+async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return true;
+    }
+    // A zombie (the parent is this process, e.g. in tests) counts as gone.
+    try {
+      if (/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"))) return true;
+    } catch {
+      return true;
+    }
+    await sleep(50);
+  }
+  return false;
+}
