@@ -5,11 +5,25 @@ import { OPERATIONS } from "./api/operations.js";
 import { Authenticator } from "./auth/authenticate.js";
 import { OAuthVerifier, type OAuthConfig } from "./auth/oauth.js";
 import { SnapshotLoader } from "./catalog/snapshot.js";
+import { HostAgent } from "./engine/agent.js";
+import type { StepTimeouts } from "./hosts/driver.js";
 import { RateLimiter, type RateLimits, DEFAULT_RATE_LIMITS } from "./auth/rate-limit.js";
 import { openStore, type Store, type StoreOptions } from "./store/index.js";
 
+export type Role = "api" | "worker" | "all";
+
 export interface ServerConfig {
   store: StoreOptions;
+  /** `api` serves HTTP only, `worker` runs the host agent only, `all` both (the default). */
+  role?: Role;
+  /** The host agent: which catalog host, and the data directory of its templates and VMs. */
+  agent?: {
+    hostName?: string;
+    dataDir: string;
+    timeouts?: Partial<StepTimeouts>;
+    leaseSeconds?: number;
+    pollMs?: number;
+  };
   /** Organizations' infrastructure domains are `<sub_domain>.<baseDomain>`. */
   baseDomain: string;
   rateLimits?: RateLimits;
@@ -26,6 +40,7 @@ export interface RunningServer {
   api: Api;
   app: FastifyInstance;
   store: Store;
+  agent: HostAgent | undefined;
   /** Drains in-flight requests (new ones get 503), then closes the listener and the database. */
   stop(): Promise<void>;
 }
@@ -33,8 +48,24 @@ export interface RunningServer {
 /** Opens the store (migrating it) and assembles the API on it; the caller listens. */
 export async function createServer(config: ServerConfig): Promise<RunningServer> {
   const store = await openStore(config.store);
+  const role = config.role ?? "all";
+  const closing = new AbortController();
+  const agent =
+    role !== "api" && config.agent
+      ? new HostAgent({
+          db: store.db,
+          dialect: store.dialect,
+          dataDir: config.agent.dataDir,
+          log: (message, fields) => api.app.log.info(fields ?? {}, message),
+          ...(config.agent.hostName ? { hostName: config.agent.hostName } : {}),
+          ...(config.agent.timeouts ? { timeouts: config.agent.timeouts } : {}),
+          ...(config.agent.leaseSeconds ? { leaseSeconds: config.agent.leaseSeconds } : {}),
+          ...(config.agent.pollMs ? { pollMs: config.agent.pollMs } : {}),
+        })
+      : undefined;
+  let api: Api;
   try {
-    const api = await buildApp({
+    api = await buildApp({
       services: {
         db: store.db,
         dialect: store.dialect,
@@ -42,6 +73,8 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
         snapshots: new SnapshotLoader(store.db),
         queries: hotQueries(store.db),
         now: () => Math.floor(Date.now() / 1000),
+        closing: closing.signal,
+        ...(agent ? { notifyWork: () => agent.poke(), consoles: (vmId: string) => agent.console(vmId) } : {}),
       },
       authenticator: new Authenticator(store.db, config.oauth ? new OAuthVerifier(config.oauth) : undefined),
       rateLimiter: new RateLimiter(store.db, config.rateLimits ?? DEFAULT_RATE_LIMITS),
@@ -50,14 +83,20 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
       ...(config.trustedProxies ? { trustedProxies: config.trustedProxies } : {}),
       ...(config.logger !== undefined ? { logger: config.logger } : {}),
     });
+    void agent
+      ?.start()
+      .catch((error: Error) => api.app.log.error({ err: error }, "the host agent could not start"));
     let stopping: Promise<void> | undefined;
     return {
       api,
       app: api.app,
       store,
+      agent,
       stop() {
         stopping ??= (async () => {
           api.startDraining();
+          closing.abort();
+          await agent?.stop();
           // In-flight requests get a grace period; connections still open after it are cut.
           const grace = setTimeout(() => api.app.server.closeAllConnections(), DRAIN_GRACE_MS);
           try {

@@ -16,6 +16,12 @@ export interface Services {
   snapshots: SnapshotLoader;
   queries: HotQueries;
   now: () => number;
+  /** Tells an in-process worker there is new work (builds, power actions). */
+  notifyWork?: () => void;
+  /** The serial console of a VM, when this process runs the host agent for it. */
+  consoles?: (vmId: string) => Promise<string> | undefined;
+  /** Aborted when the server starts draining: long-lived responses (event streams) end. */
+  closing: AbortSignal;
 }
 
 export type Access = "read" | "write";

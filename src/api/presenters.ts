@@ -266,6 +266,8 @@ export function task(t: TasksTable) {
     started_at: t.started_at,
     finished_at: t.finished_at,
     progress: t.progress,
+    // Beyond the schema: why a failed task failed.
+    error: t.error,
   };
 }
 
@@ -285,5 +287,7 @@ export function build(b: BuildsTable, vm: VirtualMachinesTable | undefined) {
     // The VM appears once the engine has started building it, as in the recordings.
     virtual_machine: vm && b.state !== "pending" ? virtualMachineSummary(vm) : null,
     created_at: b.created_at,
+    // Beyond the schema: why a failed build failed.
+    failure_reason: b.failure_reason,
   };
 }

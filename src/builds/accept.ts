@@ -32,7 +32,14 @@ export interface AcceptedBuild {
   virtualMachineId: string;
   hostname: string;
   /** Addresses reserved, interface by interface (0-based position), in the order of the spec. */
-  addresses: { interface: number; id: string; address: string; version: 4 | 6; networkId: string }[];
+  addresses: {
+    interface: number;
+    id: string;
+    address: string;
+    version: 4 | 6;
+    networkId: string;
+    kind: "new" | "existing";
+  }[];
 }
 
 /** A plan that cannot be reserved (address pool empty, hostname taken, address taken meanwhile). */
@@ -220,6 +227,7 @@ async function reserve(
         address: row.address,
         version: row.ip_version,
         networkId: row.network_id,
+        kind: allocation.kind,
       });
     }
   }

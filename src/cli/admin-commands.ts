@@ -14,7 +14,9 @@ import {
   setOrganizationState,
 } from "../catalog/accounts.js";
 import { applyCatalog, CatalogError } from "../catalog/apply.js";
-import { readCatalogFile } from "../catalog/catalog-file.js";
+import { readCatalogFile, type CatalogFile } from "../catalog/catalog-file.js";
+import { buildDemoTemplate, demoTemplateExists, demoTemplateFiles } from "../hosts/qemu/demo-template.js";
+import { join } from "node:path";
 import { DEFAULT_BASE_DOMAIN } from "../server.js";
 import {
   migrateToLatest,
@@ -24,6 +26,26 @@ import {
   type Role,
   type Store,
 } from "../store/index.js";
+
+/** The catalog entry of the demo template (the same as in examples/catalog.yaml). */
+const DEMO_TEMPLATE_CATALOG: CatalogFile = (() => {
+  const read = readCatalogFile(
+    readFileSync(new URL("../../../examples/catalog.yaml", import.meta.url), "utf8"),
+  );
+  if ("problems" in read) throw new Error(read.problems.join("\n"));
+  const template = read.catalog.disk_templates.find((t) => t.permalink === "templates/trebuchet-demo")!;
+  return {
+    data_centers: [],
+    hosts: [],
+    packages: [],
+    disk_io_profiles: [],
+    network_speed_profiles: [],
+    disk_templates: [template],
+    networks: [],
+    virtual_networks: [],
+    isos: [],
+  };
+})();
 
 interface StoreFlags {
   data?: string;

@@ -1,6 +1,8 @@
 import { Command } from "commander";
 import { registerAdminCommands } from "./admin-commands.js";
+import { registerDemoCommand } from "./demo-command.js";
 import { registerServeCommand } from "./serve-command.js";
+import { registerUserCommands } from "./user-commands.js";
 import { registerSpecCommands } from "./spec-commands.js";
 
 export function buildProgram(): Command {
@@ -10,7 +12,9 @@ export function buildProgram(): Command {
     .exitOverride()
     .showHelpAfterError("(run with --help for usage)");
   registerSpecCommands(program);
+  registerDemoCommand(program);
   registerServeCommand(program);
+  registerUserCommands(program);
   registerAdminCommands(program);
   const override = (command: Command) => {
     command.exitOverride();

@@ -1,7 +1,7 @@
-import { InvalidArgumentError, type Command } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
 import { DEFAULT_SCOPE_PREFIX, type OAuthConfig } from "../auth/oauth.js";
 import { parseRateLimits } from "../auth/rate-limit.js";
-import { createServer, DEFAULT_BASE_DOMAIN, type ServerConfig } from "../server.js";
+import { createServer, DEFAULT_BASE_DOMAIN, type Role, type ServerConfig } from "../server.js";
 import { storeOptionsFromEnv } from "../store/index.js";
 
 export interface ListenAddress {
@@ -50,6 +50,16 @@ export function serverConfigFromEnv(
   };
 }
 
+/** Step timeouts from the environment, in seconds (defaults suit TCG). */
+function stepTimeouts(env: NodeJS.ProcessEnv = process.env) {
+  const seconds = (name: string) =>
+    env[name] && /^[0-9]+$/.test(env[name]!) ? Number(env[name]) * 1000 : undefined;
+  const ready = seconds("TREBUCHET_READY_TIMEOUT");
+  const shutdown = seconds("TREBUCHET_SHUTDOWN_TIMEOUT");
+  const timeouts = { ...(ready ? { ready } : {}), ...(shutdown ? { shutdown } : {}) };
+  return Object.keys(timeouts).length > 0 ? { timeouts } : {};
+}
+
 export function registerServeCommand(program: Command): void {
   program
     .command("serve")
@@ -61,9 +71,29 @@ export function registerServeCommand(program: Command): void {
       parseListen(process.env.TREBUCHET_LISTEN ?? "127.0.0.1:8080"),
     )
     .option("--data <dir>", "data directory (default: $TREBUCHET_DATA or .data)")
-    .action(async (flags: { listen: ListenAddress; data?: string }) => {
-      const server = await createServer(serverConfigFromEnv(flags.data));
-      await server.app.listen({ host: flags.listen.host, port: flags.listen.port });
+    .addOption(
+      new Option("--role <role>", "api: HTTP only; worker: the host agent only; all: both")
+        .choices(["api", "worker", "all"])
+        .default("all"),
+    )
+    .option(
+      "--host <name>",
+      "the catalog host this process's agent runs (default: the catalog's only host)",
+      process.env.TREBUCHET_HOST,
+    )
+    .action(async (flags: { listen: ListenAddress; data?: string; role: Role; host?: string }) => {
+      const config = serverConfigFromEnv(flags.data);
+      const server = await createServer({
+        ...config,
+        role: flags.role,
+        agent: {
+          dataDir: config.store.dataDir ?? ".data",
+          ...(flags.host ? { hostName: flags.host } : {}),
+          ...stepTimeouts(),
+        },
+      });
+      if (flags.role !== "worker")
+        await server.app.listen({ host: flags.listen.host, port: flags.listen.port });
       let signals = 0;
       const stop = async (signal: string) => {
         if (++signals > 1) process.exit(130); // a second Ctrl-C does not wait

@@ -1,9 +1,11 @@
 import { Migrator, type Kysely, type Migration, type MigrationResultSet } from "kysely";
 import * as initial from "./migrations/0001-initial.js";
+import * as workQueue from "./migrations/0002-work-queue.js";
 
 /** Every migration, in order. Names are permanent once released. */
 const MIGRATIONS: Record<string, Migration> = {
   "0001-initial": initial,
+  "0002-work-queue": workQueue,
 };
 
 export interface MigrationReport {

@@ -352,11 +352,18 @@ export interface BuildsTable {
   updated_at: Timestamp;
 }
 
+export const TASK_ACTIONS = ["start", "stop", "shutdown", "reset", "delete"] as const;
+export type TaskAction = (typeof TASK_ACTIONS)[number];
+
 export interface TasksTable {
   id: string;
   organization_id: string | null;
   name: string;
   status: TaskStatus;
+  /** What a worker does for it; null for build tasks (the build drives those). */
+  action: TaskAction | null;
+  lease_owner: string | null;
+  lease_expires_at: Timestamp | null;
   progress: number;
   object_type: string | null;
   object_id: string | null;

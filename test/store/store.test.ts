@@ -425,7 +425,10 @@ describe.each(DIALECTS)("store on %s", (dialect) => {
   });
 
   it("has applied every migration, and migrating again changes nothing", async () => {
-    expect(await migrationStatus(store.db)).toEqual([{ name: "0001-initial", executedAt: expect.any(Date) }]);
+    expect(await migrationStatus(store.db)).toEqual([
+      { name: "0001-initial", executedAt: expect.any(Date) },
+      { name: "0002-work-queue", executedAt: expect.any(Date) },
+    ]);
     expect(await migrateToLatest(store.db)).toEqual({ applied: [], pending: [] });
   });
 

@@ -448,3 +448,75 @@ function describePlan(plan: BuildPlan, accepted: AcceptedBuild, snapshot: Catalo
     tags: plan.tags,
   };
 }
+
+/**
+ * Build progress without polling: Server-Sent Events with the build's state and its
+ * task's status and progress whenever they change, the failure reason, and an `end`
+ * event when the build has finished.
+ */
+export const buildEventsOperation: Operation = {
+  name: "get_virtual_machine_build_events",
+  method: "GET",
+  path: "/virtual_machines/builds/virtual_machine_build/events",
+  scopes: ["virtual_machines", "virtual_machines:read"],
+  access: "read",
+  bucket: "read",
+  async handle(context) {
+    const { queries, closing } = context.services;
+    const lookup = requireLookup(
+      context.args,
+      "virtual_machine_build",
+      ["id"] as const,
+      context.segments.virtual_machine_build,
+    );
+    const [first] = await queries.buildById(lookup.value);
+    if (!first) throw new ApiError("build_not_found");
+    await checkOwnership(context, first.organization_id, "build_not_found");
+    const raw = context.reply.raw;
+    context.reply.hijack();
+    raw.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      "x-request-id": context.request.id,
+      "x-accel-buffering": "no",
+    });
+    let closed = false;
+    const close = () => (closed = true);
+    context.request.raw.on("close", close);
+    closing.addEventListener("abort", close);
+    let last = "";
+    let sequence = 0;
+    const send = (event: string, data: unknown) =>
+      raw.write(`id: ${++sequence}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    try {
+      while (!closed) {
+        const [build] = await queries.buildById(first.id);
+        const [task] = await queries.taskById(first.task_id);
+        if (!build || !task) break;
+        const [vm] = build.virtual_machine_id
+          ? await queries.virtualMachineById(build.virtual_machine_id)
+          : [];
+        const state = {
+          build: { id: build.id, state: build.state, failure_reason: build.failure_reason },
+          task: present.task(task),
+          virtual_machine: vm && build.state !== "pending" ? present.virtualMachineSummary(vm) : null,
+        };
+        const text = JSON.stringify(state);
+        if (text !== last) {
+          send("progress", state);
+          last = text;
+        }
+        if (build.state === "complete" || build.state === "failed") {
+          send("end", { state: build.state, failure_reason: build.failure_reason });
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    } finally {
+      context.request.raw.off("close", close);
+      closing.removeEventListener("abort", close);
+      raw.end();
+    }
+    return { body: null };
+  },
+};

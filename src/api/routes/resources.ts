@@ -15,58 +15,10 @@ import {
 import type { Operation } from "../operation.js";
 import * as present from "../presenters.js";
 import { checkOwnership, resolveOrganization } from "../resolve.js";
-import { annotationsOf, ipAddressView, virtualMachineListItem, virtualMachineView } from "../views.js";
+import { ipAddressView, virtualMachineListItem } from "../views.js";
 
 /** Virtual machines (read), IP addresses and SSH keys: what an organization owns. */
 export const resourceOperations: Operation[] = [
-  {
-    name: "get_virtual_machine",
-    method: "GET",
-    path: "/virtual_machines/virtual_machine",
-    scopes: ["virtual_machines", "virtual_machines:read"],
-    access: "read",
-    bucket: "read",
-    async handle(context) {
-      const { db, baseDomain } = context.services;
-      const lookup = requireLookup(
-        context.args,
-        "virtual_machine",
-        ["id", "fqdn"] as const,
-        context.segments.virtual_machine,
-      );
-      const candidates = await db
-        .selectFrom("virtual_machines")
-        .selectAll()
-        .where(lookup.key, "=", lookup.value)
-        .orderBy("created_at", "desc")
-        .execute();
-      const vm = candidates.find((v) => v.deleted_at === null) ?? candidates[0];
-      if (!vm) throw new ApiError("virtual_machine_not_found");
-      await checkOwnership(context, vm.organization_id, "virtual_machine_not_found");
-      if (vm.deleted_at !== null) {
-        const trash = await db
-          .selectFrom("trash_objects")
-          .selectAll()
-          .where("object_id", "=", vm.id)
-          .executeTakeFirst();
-        if (!trash) throw new ApiError("virtual_machine_not_found");
-        throw new ApiError("object_in_trash", {
-          trash_object: {
-            id: trash.id,
-            keep_until: trash.keep_until,
-            object_id: trash.object_id,
-            object_type: trash.object_type,
-          },
-        });
-      }
-      return {
-        body: {
-          virtual_machine: await virtualMachineView(db, vm, baseDomain),
-          annotations: await annotationsOf(db, "VirtualMachine", vm.id),
-        },
-      };
-    },
-  },
   {
     name: "list_virtual_machines",
     method: "GET",

@@ -1,0 +1,280 @@
+import { ApiError } from "../../errors.js";
+import { newId, type TaskAction, type VirtualMachinesTable } from "../../store/index.js";
+import { pagination, paginationObject, requireLookup } from "../arguments.js";
+import type { Operation, OperationContext } from "../operation.js";
+import * as present from "../presenters.js";
+import { checkOwnership } from "../resolve.js";
+import { annotationsOf, virtualMachineView } from "../views.js";
+
+/** Power actions, deletion, and what a VM holds: the operations the build engine carries out. */
+
+const TRASH_SECONDS = 48 * 3600;
+
+export const TASK_NAMES: Record<TaskAction, string> = {
+  start: "Start virtual machine",
+  stop: "Stop virtual machine",
+  shutdown: "Shutdown virtual machine",
+  reset: "Reset virtual machine",
+  delete: "Delete virtual machine",
+};
+
+/** The VM a request names, if the identity may act on it; a deleted one answers `object_in_trash`. */
+async function findVirtualMachine(context: OperationContext): Promise<VirtualMachinesTable> {
+  const { db } = context.services;
+  const lookup = requireLookup(
+    context.args,
+    "virtual_machine",
+    ["id", "fqdn"] as const,
+    context.segments.virtual_machine,
+  );
+  const candidates = await db
+    .selectFrom("virtual_machines")
+    .selectAll()
+    .where(lookup.key, "=", lookup.value)
+    .orderBy("created_at", "desc")
+    .execute();
+  const vm = candidates.find((v) => v.deleted_at === null) ?? candidates[0];
+  if (!vm) throw new ApiError("virtual_machine_not_found");
+  await checkOwnership(context, vm.organization_id, "virtual_machine_not_found");
+  if (vm.deleted_at !== null) {
+    const trash = await db
+      .selectFrom("trash_objects")
+      .selectAll()
+      .where("object_id", "=", vm.id)
+      .executeTakeFirst();
+    if (!trash) throw new ApiError("virtual_machine_not_found");
+    throw new ApiError("object_in_trash", {
+      trash_object: {
+        id: trash.id,
+        keep_until: trash.keep_until,
+        object_id: trash.object_id,
+        object_type: trash.object_type,
+      },
+    });
+  }
+  return vm;
+}
+
+/** Actions need a VM that has been built; while its build runs there is nothing to act on yet. */
+async function requireBuilt(context: OperationContext, vm: VirtualMachinesTable): Promise<void> {
+  const build = await context.services.db
+    .selectFrom("builds")
+    .select("state")
+    .where("virtual_machine_id", "=", vm.id)
+    .orderBy("created_at", "desc")
+    .executeTakeFirst();
+  if (build && build.state !== "complete") {
+    throw new ApiError("task_queueing_error", {
+      details: `the virtual machine's build is ${build.state}; try again when it is complete`,
+    });
+  }
+}
+
+async function queueTask(context: OperationContext, vm: VirtualMachinesTable, action: TaskAction) {
+  const task = {
+    id: newId("task"),
+    organization_id: vm.organization_id,
+    name: TASK_NAMES[action],
+    status: "pending" as const,
+    action,
+    progress: 0,
+    object_type: "VirtualMachine",
+    object_id: vm.id,
+    error: null,
+    created_at: context.services.now(),
+    started_at: null,
+    finished_at: null,
+    lease_owner: null,
+    lease_expires_at: null,
+  };
+  await context.services.db.insertInto("tasks").values(task).execute();
+  context.services.notifyWork?.();
+  return task;
+}
+
+function powerAction(action: Exclude<TaskAction, "delete">): Operation {
+  return {
+    name: `${action}_virtual_machine`,
+    method: "POST",
+    path: `/virtual_machines/virtual_machine/${action}`,
+    scopes: ["virtual_machines", "virtual_machines:power_actions"],
+    access: "write",
+    bucket: "write",
+    async handle(context) {
+      const vm = await findVirtualMachine(context);
+      await requireBuilt(context, vm);
+      const task = await queueTask(context, vm, action);
+      return { body: { task: present.taskSummary(task) } };
+    },
+  };
+}
+
+export const virtualMachineOperations: Operation[] = [
+  {
+    name: "get_virtual_machine",
+    method: "GET",
+    path: "/virtual_machines/virtual_machine",
+    scopes: ["virtual_machines", "virtual_machines:read"],
+    access: "read",
+    bucket: "read",
+    async handle(context) {
+      const { db, baseDomain } = context.services;
+      const vm = await findVirtualMachine(context);
+      return {
+        body: {
+          virtual_machine: await virtualMachineView(db, vm, baseDomain),
+          annotations: await annotationsOf(db, "VirtualMachine", vm.id),
+        },
+      };
+    },
+  },
+  powerAction("start"),
+  powerAction("stop"),
+  powerAction("shutdown"),
+  powerAction("reset"),
+  {
+    name: "delete_virtual_machine",
+    method: "DELETE",
+    path: "/virtual_machines/virtual_machine",
+    scopes: ["virtual_machines"],
+    access: "write",
+    bucket: "write",
+    async handle(context) {
+      const { db, baseDomain } = context.services;
+      const vm = await findVirtualMachine(context);
+      await requireBuilt(context, vm);
+      const view = await virtualMachineView(db, vm, baseDomain);
+      const t = context.services.now();
+      const trash = {
+        id: newId("trashObject"),
+        object_type: "VirtualMachine",
+        object_id: vm.id,
+        organization_id: vm.organization_id,
+        keep_until: t + TRASH_SECONDS,
+        created_at: t,
+      };
+      await db.transaction().execute(async (trx) => {
+        await trx.updateTable("virtual_machines").set({ deleted_at: t }).where("id", "=", vm.id).execute();
+        await trx.insertInto("trash_objects").values(trash).execute();
+      });
+      await queueTask(context, vm, "delete");
+      return {
+        body: {
+          trash_object: {
+            id: trash.id,
+            keep_until: trash.keep_until,
+            object_id: trash.object_id,
+            object_type: trash.object_type,
+          },
+          virtual_machine: view,
+        },
+      };
+    },
+  },
+  {
+    name: "list_virtual_machine_network_interfaces",
+    method: "GET",
+    path: "/virtual_machines/virtual_machine/network_interfaces",
+    scopes: ["virtual_machines", "virtual_machines:read"],
+    access: "read",
+    bucket: "read",
+    async handle(context) {
+      const { db } = context.services;
+      const vm = await findVirtualMachine(context);
+      const page = pagination(context.args);
+      const nics = await db
+        .selectFrom("network_interfaces")
+        .selectAll()
+        .where("virtual_machine_id", "=", vm.id)
+        .orderBy("position")
+        .execute();
+      const ips = await db
+        .selectFrom("ip_addresses")
+        .select(["id", "address", "network_id"])
+        .where("allocation_type", "=", "VirtualMachine")
+        .where("allocation_id", "=", vm.id)
+        .execute();
+      const items = [];
+      for (const nic of nics.slice((page.page - 1) * page.perPage, page.page * page.perPage)) {
+        const network = nic.network_id
+          ? await db
+              .selectFrom("networks")
+              .select(["id", "name"])
+              .where("id", "=", nic.network_id)
+              .executeTakeFirst()
+          : undefined;
+        const vnet = nic.virtual_network_id
+          ? await db
+              .selectFrom("virtual_networks")
+              .select(["id", "name"])
+              .where("id", "=", nic.virtual_network_id)
+              .executeTakeFirst()
+          : undefined;
+        items.push({
+          id: nic.id,
+          name: `eth${nic.position - 1}`,
+          network: network ?? null,
+          virtual_network: vnet ?? null,
+          mac_address: nic.mac_address,
+          ip_addresses: ips
+            .filter((ip) => ip.network_id === nic.network_id)
+            .map((ip) => ({ id: ip.id, address: ip.address })),
+        });
+      }
+      return {
+        body: { pagination: paginationObject(page, nics.length), virtual_machine_network_interfaces: items },
+      };
+    },
+  },
+  {
+    name: "list_virtual_machine_disks",
+    method: "GET",
+    path: "/virtual_machines/virtual_machine/disks",
+    scopes: ["disks", "disks:read"],
+    access: "read",
+    bucket: "read",
+    async handle(context) {
+      const { db } = context.services;
+      const vm = await findVirtualMachine(context);
+      const page = pagination(context.args);
+      const disks = await db
+        .selectFrom("disks")
+        .selectAll()
+        .where("virtual_machine_id", "=", vm.id)
+        .where("state", "!=", "deleted")
+        .orderBy("position")
+        .execute();
+      return {
+        body: {
+          pagination: paginationObject(page, disks.length),
+          disks: disks.slice((page.page - 1) * page.perPage, page.page * page.perPage).map((d) => {
+            const { virtual_machine_disk: _vm, ...disk } = present.disk(d, undefined);
+            return {
+              disk: { ...disk, created_at: d.created_at },
+              attach_on_boot: true,
+              boot: d.position === 1,
+              state: d.state === "attached" ? "attached" : d.state === "failed" ? "failed" : "attaching",
+            };
+          }),
+        },
+      };
+    },
+  },
+  {
+    name: "get_virtual_machine_console",
+    method: "GET",
+    path: "/virtual_machines/virtual_machine/console",
+    scopes: ["virtual_machines", "virtual_machines:console"],
+    access: "read",
+    bucket: "read",
+    async handle(context) {
+      const vm = await findVirtualMachine(context);
+      const console = context.services.consoles?.(vm.id);
+      if (!console)
+        throw new ApiError("task_queueing_error", {
+          details: "this API process runs no host agent for the VM's host",
+        });
+      return { body: { virtual_machine: { id: vm.id }, console: await console } };
+    },
+  },
+];

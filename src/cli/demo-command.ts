@@ -1,0 +1,218 @@
+import { execFile, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import type { Command } from "commander";
+import {
+  addSshKey,
+  AccountError,
+  createApiToken,
+  createOrganization,
+  organizationBySubDomain,
+} from "../catalog/accounts.js";
+import { applyCatalog } from "../catalog/apply.js";
+import { readCatalogFile } from "../catalog/catalog-file.js";
+import { buildDemoTemplate, demoTemplateExists } from "../hosts/qemu/demo-template.js";
+import { createServer, DEFAULT_BASE_DOMAIN } from "../server.js";
+import { openStore, type Database } from "../store/index.js";
+import type { Kysely } from "kysely";
+import { buildCommand } from "./user-commands.js";
+import { ApiClient } from "./client.js";
+import { parseListen, type ListenAddress } from "./serve-command.js";
+
+const exec = promisify(execFile);
+const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+const SYSTEM_PACKAGES: [command: string, pkg: string][] = [
+  ["qemu-system-x86_64", "qemu-system-x86"],
+  ["qemu-img", "qemu-utils"],
+  ["genisoimage", "genisoimage"],
+  ["cpio", "cpio"],
+  ["ssh", "openssh-client"],
+  ["ssh-keygen", "openssh-client"],
+  ["ping", "iputils-ping"],
+  ["ip", "iproute2"],
+];
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const has = (command: string) => spawnSync("sh", ["-c", `command -v ${command}`]).status === 0;
+
+/** Installs the Debian packages the demo needs, when missing (root only). */
+export async function ensureSystemPackages(): Promise<void> {
+  const missing = [...new Set(SYSTEM_PACKAGES.filter(([command]) => !has(command)).map(([, pkg]) => pkg))];
+  if (missing.length === 0) return;
+  if (process.getuid?.() !== 0)
+    throw new Error(
+      `missing ${missing.join(", ")}: install them (apt-get install ${missing.join(" ")}) or run as root`,
+    );
+  say(`installing ${missing.join(", ")} (apt-get)`);
+  await exec("apt-get", ["update", "-qq"], { maxBuffer: 64 * 1024 * 1024 });
+  await exec("apt-get", ["install", "-y", "-qq", ...missing], {
+    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+}
+
+export function registerDemoCommand(program: Command): void {
+  program
+    .command("demo")
+    .description(
+      "Build a VM from examples/web.xml on this machine, end to end, and keep the service running until Ctrl-C",
+    )
+    .option("--data <dir>", "data directory", ".data/demo")
+    .option("--listen <host:port>", "API address", parseListen, parseListen("127.0.0.1:8080"))
+    .option("--keep", "leave the demo VM running when the demo stops")
+    .action(async (options: { data: string; listen: ListenAddress; keep?: boolean }) => {
+      const dataDir = resolve(options.data);
+      mkdirSync(dataDir, { recursive: true });
+      await ensureSystemPackages();
+
+      const templatesDir = join(dataDir, "templates");
+      if (!demoTemplateExists(templatesDir)) {
+        say("building the demo disk template from Debian packages (kernel, busybox, dropbear)");
+        await buildDemoTemplate(templatesDir, (line) => say(`  ${line}`));
+      }
+
+      // Catalog, organization, SSH key and token, idempotently.
+      const setup = await openStore({ dataDir });
+      let token: string;
+      const keyFile = join(dataDir, "demo_ed25519");
+      try {
+        const read = readCatalogFile(readFileSync(join(ROOT, "examples/catalog.yaml"), "utf8"));
+        if ("problems" in read) throw new Error(read.problems.join("\n"));
+        await applyCatalog(setup.db, read.catalog);
+        try {
+          await organizationBySubDomain(setup.db, "demo");
+        } catch (error) {
+          if (!(error instanceof AccountError)) throw error;
+          await createOrganization(setup.db, {
+            subDomain: "demo",
+            name: "Demo",
+            baseDomain: process.env.TREBUCHET_BASE_DOMAIN ?? DEFAULT_BASE_DOMAIN,
+          });
+        }
+        if (!existsSync(keyFile))
+          await exec("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "trebuchet-demo", "-f", keyFile]);
+        await addSshKey(setup.db, {
+          subDomain: "demo",
+          name: "demo",
+          publicKey: readFileSync(`${keyFile}.pub`, "utf8"),
+        }).catch((error: unknown) => {
+          if (!(error instanceof AccountError) || !/already/.test(error.message)) throw error;
+        });
+        token = (
+          await createApiToken(setup.db, {
+            subDomain: "demo",
+            name: "demo",
+            role: "admin",
+            scopes: [],
+            allowedNetworks: [],
+            expiresInSeconds: 7 * 86_400,
+          })
+        ).token;
+      } finally {
+        await setup.close();
+      }
+
+      const server = await createServer({
+        store: { dataDir },
+        baseDomain: process.env.TREBUCHET_BASE_DOMAIN ?? DEFAULT_BASE_DOMAIN,
+        agent: { dataDir },
+        logger: { level: process.env.TREBUCHET_LOG_LEVEL ?? "warn" },
+      });
+      const address = await server.app.listen({ host: options.listen.host, port: options.listen.port });
+      say(`\nTrebuchet is serving the Katapult API at ${address}/core/v1 (data in ${dataDir})`);
+      say(`  export TREBUCHET_URL=${address} TREBUCHET_TOKEN=${token}`);
+      const client = new ApiClient(address, token);
+      let vmId: string | undefined;
+      let stopping = false;
+      const stop = async () => {
+        if (stopping) process.exit(130);
+        stopping = true;
+        say("\nstopping");
+        if (vmId && !options.keep) {
+          say(`deleting ${vmId} (keep it next time with --keep)`);
+          const { virtual_machine } = await client
+            .call<{ virtual_machine: { id: string } }>(
+              "DELETE",
+              `/virtual_machines/_?virtual_machine[id]=${vmId}`,
+            )
+            .catch(() => ({ virtual_machine: undefined }));
+          if (virtual_machine) await waitForDeletion(server.store.db, vmId);
+        }
+        await server.stop();
+        say("stopped");
+        process.exit(0);
+      };
+      process.on("SIGINT", () => void stop());
+      process.on("SIGTERM", () => void stop());
+
+      // A VM left by an earlier demo run holds the hostname: remove it first.
+      const earlier = await server.store.db
+        .selectFrom("virtual_machines")
+        .innerJoin("organizations", "organizations.id", "virtual_machines.organization_id")
+        .select("virtual_machines.id")
+        .where("organizations.sub_domain", "=", "demo")
+        .where("virtual_machines.hostname", "=", "web-01")
+        .where("virtual_machines.deleted_at", "is", null)
+        .executeTakeFirst();
+      if (earlier) {
+        say(`removing ${earlier.id} from an earlier demo run`);
+        await client.call("DELETE", `/virtual_machines/_?virtual_machine[id]=${earlier.id}`);
+        await waitForDeletion(server.store.db, earlier.id);
+      }
+
+      say("\nbuilding examples/web.xml");
+      const result = await buildCommand(client, join(ROOT, "examples/web.xml"), {
+        org: "demo",
+        wait: true,
+        output: "text",
+        log: say,
+      });
+      if (!result.ok || !result.vm) {
+        await server.stop();
+        process.exitCode = 1;
+        return;
+      }
+      vmId = result.vm.id;
+      const host = await server.store.db.selectFrom("hosts").select("namespace").executeTakeFirst();
+      const v4 = result.vm.ip_addresses.map((i) => i.address).find((a) => !a.includes(":"));
+      const sshArgs = [
+        "-i",
+        keyFile,
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        `root@${v4}`,
+      ];
+      const prefix = host?.namespace ? ["ip", "netns", "exec", host.namespace] : [];
+      const command = [...prefix, "ssh", ...sshArgs];
+      say(`\nconnect:\n  ${command.join(" ")}`);
+      const check = spawnSync(command[0]!, [...command.slice(1), "hostname; uname -r; cat /etc/motd"], {
+        encoding: "utf8",
+        timeout: 20_000,
+      });
+      say(
+        check.status === 0
+          ? `\n$ ssh ... 'hostname; uname -r; cat /etc/motd'\n${check.stdout.trim()}`
+          : `\n(ssh check failed: ${check.stderr.trim()})`,
+      );
+      say("\nThe service keeps running; press Ctrl-C to stop it.");
+    });
+}
+
+async function waitForDeletion(db: Kysely<Database>, vmId: string): Promise<void> {
+  for (let i = 0; i < 120; i++) {
+    const task = await db
+      .selectFrom("tasks")
+      .select("status")
+      .where("object_id", "=", vmId)
+      .where("action", "=", "delete")
+      .executeTakeFirst();
+    if (task && (task.status === "completed" || task.status === "failed")) return;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}

@@ -1,0 +1,105 @@
+import { join } from "node:path";
+import type { Kysely } from "kysely";
+import type { StepTimeouts } from "../hosts/driver.js";
+import { QemuDriver } from "../hosts/qemu/driver.js";
+import type { Database, DialectName } from "../store/index.js";
+import { Worker } from "./worker.js";
+
+export interface AgentOptions {
+  db: Kysely<Database>;
+  dialect: DialectName;
+  /** The catalog host to run; when absent, the catalog's only host. */
+  hostName?: string;
+  /** Templates live in `<dataDir>/templates`, VMs in `<dataDir>/vms`. */
+  dataDir: string;
+  timeouts?: Partial<StepTimeouts>;
+  leaseSeconds?: number;
+  pollMs?: number;
+  log: (message: string, fields?: Record<string, unknown>) => void;
+}
+
+/**
+ * The host agent of one hypervisor host: its QEMU driver and the worker that feeds it.
+ * Waits for its host to appear in the catalog when it is not there yet.
+ */
+export class HostAgent {
+  private worker: Worker | undefined;
+  private driver: QemuDriver | undefined;
+  private stopped = false;
+  private starting: Promise<void> | undefined;
+
+  constructor(private readonly options: AgentOptions) {}
+
+  get templatesDir(): string {
+    return join(this.options.dataDir, "templates");
+  }
+
+  start(): Promise<void> {
+    this.starting ??= this.startWhenListed();
+    return this.starting;
+  }
+
+  private async startWhenListed(): Promise<void> {
+    let warned = false;
+    while (!this.stopped) {
+      const host = await this.findHost();
+      if (host) {
+        this.driver = new QemuDriver({
+          name: host.name,
+          vmsDir: join(this.options.dataDir, "vms"),
+          namespace: host.namespace,
+          log: (message) => this.options.log(message),
+        });
+        this.worker = new Worker({
+          db: this.options.db,
+          dialect: this.options.dialect,
+          driver: this.driver,
+          hostName: host.name,
+          templatesDir: this.templatesDir,
+          ...(this.options.timeouts ? { timeouts: this.options.timeouts } : {}),
+          ...(this.options.leaseSeconds ? { leaseSeconds: this.options.leaseSeconds } : {}),
+          ...(this.options.pollMs ? { pollMs: this.options.pollMs } : {}),
+          log: this.options.log,
+        });
+        await this.worker.start();
+        this.options.log(`host agent running host ${host.name}`);
+        return;
+      }
+      if (!warned) {
+        this.options.log(
+          this.options.hostName
+            ? `no host "${this.options.hostName}" in the catalog yet; waiting for it (trebuchet admin catalog apply)`
+            : "the catalog has no single host to run yet; waiting (trebuchet admin catalog apply, or --host NAME)",
+        );
+        warned = true;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  }
+
+  private async findHost() {
+    const query = this.options.db.selectFrom("hosts").selectAll();
+    const hosts = this.options.hostName
+      ? await query.where("name", "=", this.options.hostName).execute()
+      : await query.execute();
+    return hosts.length === 1 ? hosts[0] : undefined;
+  }
+
+  poke(): void {
+    this.worker?.poke();
+  }
+
+  console(vmId: string): Promise<string> | undefined {
+    return this.driver?.console(vmId);
+  }
+
+  get hostDriver(): QemuDriver | undefined {
+    return this.driver;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.starting?.catch(() => undefined);
+    await this.worker?.stop();
+  }
+}

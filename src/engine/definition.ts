@@ -1,0 +1,129 @@
+import { isAbsolute, join } from "node:path";
+import type { Kysely } from "kysely";
+import { parseCidr } from "../catalog/addresses.js";
+import type { GuestInterface, VmDefinition } from "../hosts/driver.js";
+import type { BuildPlan } from "../planner/plan.js";
+import type { Database } from "../store/index.js";
+
+/** Template paths in the catalog are relative to the host's templates directory, unless absolute. */
+export function templatePath(templatesDir: string, path: string): string {
+  return isAbsolute(path) ? path : join(templatesDir, path);
+}
+
+/**
+ * What the host needs to run a VM, read from the database: its size and template,
+ * its disks, its interfaces with their addresses and gateways, and the plan's keys
+ * and template options.
+ */
+export async function loadVmDefinition(
+  db: Kysely<Database>,
+  vmId: string,
+  templatesDir: string,
+): Promise<VmDefinition> {
+  const vm = await db
+    .selectFrom("virtual_machines")
+    .selectAll()
+    .where("id", "=", vmId)
+    .executeTakeFirstOrThrow();
+  const build = await db
+    .selectFrom("builds")
+    .select("plan_json")
+    .where("virtual_machine_id", "=", vmId)
+    .orderBy("created_at", "desc")
+    .executeTakeFirstOrThrow();
+  const plan = JSON.parse(build.plan_json) as BuildPlan;
+  const version = await db
+    .selectFrom("disk_template_versions")
+    .selectAll()
+    .where("id", "=", vm.disk_template_version_id!)
+    .executeTakeFirstOrThrow();
+  const disks = await db
+    .selectFrom("disks")
+    .selectAll()
+    .where("virtual_machine_id", "=", vmId)
+    .where("state", "!=", "deleted")
+    .orderBy("position")
+    .execute();
+  const nics = await db
+    .selectFrom("network_interfaces")
+    .selectAll()
+    .where("virtual_machine_id", "=", vmId)
+    .orderBy("position")
+    .execute();
+  const addresses = await db
+    .selectFrom("ip_addresses")
+    .innerJoin("subnets", "subnets.id", "ip_addresses.subnet_id")
+    .select([
+      "ip_addresses.id",
+      "ip_addresses.network_id",
+      "ip_addresses.address",
+      "ip_addresses.ip_version",
+      "subnets.cidr",
+      "subnets.gateway",
+    ])
+    .where("ip_addresses.allocation_type", "=", "VirtualMachine")
+    .where("ip_addresses.allocation_id", "=", vmId)
+    .orderBy("ip_addresses.ip_version")
+    .orderBy("ip_addresses.address_key")
+    .execute();
+  const networkIds = [...new Set(nics.map((n) => n.network_id).filter((id): id is string => id !== null))];
+  const networks =
+    networkIds.length > 0
+      ? await db.selectFrom("networks").selectAll().where("id", "in", networkIds).execute()
+      : [];
+  const subnets =
+    networkIds.length > 0
+      ? await db.selectFrom("subnets").selectAll().where("network_id", "in", networkIds).execute()
+      : [];
+
+  // The build recorded which interface each address was allocated for.
+  const positionOf = new Map<string, number>();
+  for (const a of (plan as BuildPlan & { addresses?: { id: string; interface: number }[] }).addresses ?? [])
+    positionOf.set(a.id, a.interface);
+  const interfaces: GuestInterface[] = nics.map((nic) => ({
+    id: nic.id,
+    mac: nic.mac_address,
+    segment: nic.network_id ?? nic.virtual_network_id ?? nic.id,
+    gatewayCidrs: subnets
+      .filter((s) => s.network_id === nic.network_id && s.gateway)
+      .map((s) => `${s.gateway}/${parseCidr(s.cidr)?.prefix ?? (s.ip_version === 4 ? 24 : 64)}`),
+    addresses: [],
+  }));
+  for (const address of addresses) {
+    const position = positionOf.get(address.id);
+    const nic =
+      position !== undefined
+        ? interfaces[position]
+        : interfaces.find((_, index) => nics[index]!.network_id === address.network_id);
+    nic?.addresses.push({
+      address: address.address,
+      prefix: parseCidr(address.cidr)?.prefix ?? (address.ip_version === 4 ? 32 : 128),
+      version: address.ip_version,
+      gateway: address.gateway,
+    });
+  }
+  const dnsServers = [...new Set(networks.flatMap((n) => JSON.parse(n.dns_servers_json) as string[]))];
+
+  return {
+    id: vm.id,
+    hostname: vm.hostname,
+    memoryInMb: vm.memory_in_gb * 1024,
+    cpuCores: vm.cpu_cores,
+    template: {
+      kind: version.image_kind,
+      image: templatePath(templatesDir, version.image_path),
+      kernel: version.kernel_path ? templatePath(templatesDir, version.kernel_path) : null,
+      initrd: version.initrd_path ? templatePath(templatesDir, version.initrd_path) : null,
+    },
+    disks: disks.map((d) => ({
+      id: d.id,
+      sizeInGb: d.size_in_gb,
+      system: d.position === 1 && d.shared === 0,
+      ...(d.shared === 1 && d.path ? { existingPath: d.path } : {}),
+    })),
+    interfaces,
+    dnsServers,
+    authorizedKeys: plan.authorizedKeys,
+    options: plan.template.options,
+  };
+}
