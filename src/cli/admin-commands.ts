@@ -313,6 +313,29 @@ export function registerAdminCommands(program: Command): void {
       }),
     );
 
+  const template = admin.command("template").description("Disk templates");
+  storeCommand(
+    template,
+    "build-demo",
+    "Build the demo template from Debian packages (kernel, busybox, dropbear) and register it",
+  )
+    .option("--force", "build it again even when it exists")
+    .action((flags: StoreFlags & { force?: boolean }) =>
+      withStore(flags, async (store) => {
+        const templatesDir = join(storeOptionsFromEnv(flags.data).dataDir ?? ".data", "templates");
+        const files =
+          flags.force || !demoTemplateExists(templatesDir)
+            ? await buildDemoTemplate(templatesDir, (line) => process.stderr.write(`${line}\n`))
+            : demoTemplateFiles(templatesDir);
+        const report = await applyCatalog(store.db, DEMO_TEMPLATE_CATALOG);
+        output(
+          flags,
+          { ...files, catalog: report },
+          `demo template in ${files.directory}, registered as templates/trebuchet-demo`,
+        );
+      }),
+    );
+
   const maintenance = admin
     .command("maintenance")
     .description("Maintenance mode: every API request gets 503 while it is on");

@@ -124,12 +124,13 @@ export function registerDemoCommand(program: Command): void {
       say(`\nTrebuchet is serving the Katapult API at ${address}/core/v1 (data in ${dataDir})`);
       say(`  export TREBUCHET_URL=${address} TREBUCHET_TOKEN=${token}`);
       const client = new ApiClient(address, token);
-      let vmId: string | undefined;
+      const built: { vmId?: string } = {};
       let stopping = false;
       const stop = async () => {
         if (stopping) process.exit(130);
         stopping = true;
         say("\nstopping");
+        const vmId = built.vmId;
         if (vmId && !options.keep) {
           say(`deleting ${vmId} (keep it next time with --keep)`);
           const { virtual_machine } = await client
@@ -174,7 +175,7 @@ export function registerDemoCommand(program: Command): void {
         process.exitCode = 1;
         return;
       }
-      vmId = result.vm.id;
+      built.vmId = result.vm.id;
       const host = await server.store.db.selectFrom("hosts").select("namespace").executeTakeFirst();
       const v4 = result.vm.ip_addresses.map((i) => i.address).find((a) => !a.includes(":"));
       const sshArgs = [
