@@ -17,6 +17,7 @@ import { applyCatalog, CatalogError } from "../catalog/apply.js";
 import { readCatalogFile, type CatalogFile } from "../catalog/catalog-file.js";
 import { buildDemoTemplate, demoTemplateExists, demoTemplateFiles } from "../hosts/qemu/demo-template.js";
 import { join } from "node:path";
+import { projectPath } from "../paths.js";
 import { DEFAULT_BASE_DOMAIN } from "../server.js";
 import {
   migrateToLatest,
@@ -29,9 +30,7 @@ import {
 
 /** The catalog entry of the demo template (the same as in examples/catalog.yaml). */
 const DEMO_TEMPLATE_CATALOG: CatalogFile = (() => {
-  const read = readCatalogFile(
-    readFileSync(new URL("../../../examples/catalog.yaml", import.meta.url), "utf8"),
-  );
+  const read = readCatalogFile(readFileSync(projectPath("examples/catalog.yaml"), "utf8"));
   if ("problems" in read) throw new Error(read.problems.join("\n"));
   const template = read.catalog.disk_templates.find((t) => t.permalink === "templates/trebuchet-demo")!;
   return {

@@ -1,7 +1,7 @@
 import { execFile, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { PROJECT_ROOT } from "../paths.js";
 import { promisify } from "node:util";
 import type { Command } from "commander";
 import {
@@ -22,7 +22,7 @@ import { ApiClient } from "./client.js";
 import { parseListen, type ListenAddress } from "./serve-command.js";
 
 const exec = promisify(execFile);
-const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+const ROOT = PROJECT_ROOT;
 const SYSTEM_PACKAGES: [command: string, pkg: string][] = [
   ["qemu-system-x86_64", "qemu-system-x86"],
   ["qemu-img", "qemu-utils"],

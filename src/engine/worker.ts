@@ -23,6 +23,8 @@ export interface WorkerOptions {
   timeouts?: Partial<StepTimeouts>;
   /** Attempts at one build before it fails (a crash mid-build costs one). */
   maxAttempts?: number;
+  /** Builds and tasks this worker runs at once. */
+  concurrency?: number;
   log?: (message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -56,6 +58,8 @@ export class Worker {
   private loop: Promise<void> | undefined;
   private host!: HostsTable;
   private wake: (() => void) | undefined;
+  private readonly concurrency: number;
+  private readonly active = new Set<Promise<void>>();
 
   constructor(private readonly options: WorkerOptions) {
     this.owner = `${options.hostName}:${randomAlphanumeric(8)}`;
@@ -64,6 +68,7 @@ export class Worker {
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     this.maxAttempts = options.maxAttempts ?? 3;
     this.log = options.log ?? (() => undefined);
+    this.concurrency = options.concurrency ?? 4;
   }
 
   private get db() {
@@ -85,11 +90,23 @@ export class Worker {
     this.loop = this.run();
   }
 
-  /** Stops claiming work and waits for the job in hand to finish. */
+  /** Stops claiming work and waits for the jobs in hand to finish. */
   async stop(): Promise<void> {
     this.running = false;
     this.wake?.();
     await this.loop;
+    await Promise.all(this.active);
+  }
+
+  /** Runs a job in the background, counting it against the worker's concurrency. */
+  private spawn(job: () => Promise<void>): void {
+    const running: Promise<void> = job()
+      .catch((error: Error) => this.log("job failed unexpectedly", { err: error.message }))
+      .finally(() => {
+        this.active.delete(running);
+        this.wake?.();
+      });
+    this.active.add(running);
   }
 
   /** Looks for work now instead of at the next poll (called when a build is accepted in-process). */
@@ -102,7 +119,8 @@ export class Worker {
     while (this.running) {
       let worked = false;
       try {
-        worked = (await this.claimBuild()) || (await this.claimTask());
+        if (this.active.size < this.concurrency)
+          worked = (await this.claimBuild()) || (await this.claimTask());
         if (Date.now() - lastReconcile > 30_000) {
           lastReconcile = Date.now();
           await this.reconcile();
@@ -170,6 +188,14 @@ export class Worker {
         }))
         .where("id", "=", build.id)
         .execute();
+      // Placement happens with the claim, so concurrent claims count each other's VMs on the host.
+      await trx
+        .updateTable("virtual_machines")
+        .set({ host_id: this.host.id, state: "allocating" })
+        .where("id", "in", (eb) =>
+          eb.selectFrom("builds").select("virtual_machine_id").where("id", "=", build.id),
+        )
+        .execute();
       return { id: build.id, full: false };
     });
     if (!claimed) return false;
@@ -178,7 +204,7 @@ export class Worker {
       if (!(await this.anyHostHasRoom(claimed.id))) await this.failUnplaceable(claimed.id);
       return false;
     }
-    await this.executeBuild(claimed.id);
+    this.spawn(() => this.executeBuild(claimed.id));
     return true;
   }
 
@@ -302,13 +328,6 @@ export class Worker {
         this.log(`build ${buildId}: attempt ${build.attempts}, clearing what the interrupted attempt left`);
         await driver.destroy(vmId);
       }
-      await step(10, "placing", async () => {
-        await this.db
-          .updateTable("virtual_machines")
-          .set({ host_id: this.host.id, state: "allocating" })
-          .where("id", "=", vmId)
-          .execute();
-      });
       await step(20, "creating disks, seed and network", async () => {
         const definition = await loadVmDefinition(this.db, vmId, this.options.templatesDir);
         await driver.create(definition);
@@ -450,7 +469,7 @@ export class Worker {
       return task.id;
     });
     if (!claimed) return false;
-    await this.executeTask(claimed);
+    this.spawn(() => this.executeTask(claimed));
     return true;
   }
 

@@ -14,7 +14,7 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
-import { fileURLToPath } from "node:url";
+import { projectPath } from "../../paths.js";
 
 const run = promisify(execFile);
 
@@ -24,7 +24,7 @@ const run = promisify(execFile);
  * init applies Trebuchet's NoCloud seed, and a small ext4 root disk.
  */
 export const DEMO_TEMPLATE = "trebuchet-demo";
-const INIT = fileURLToPath(new URL("../../../../assets/demo-template/init", import.meta.url));
+const INIT = projectPath("assets/demo-template/init");
 
 /** Drivers the guest needs: virtio on microvm (mmio) and q35 (pci), disks, the seed's ISO, ext4, the power button. */
 const MODULES = [

@@ -1,0 +1,119 @@
+/**
+ * End-to-end helpers: the demo template (built once from Debian packages into .cache/),
+ * a catalog whose host runs in a network namespace of the test's own, and commands run
+ * inside that namespace. Needs root, QEMU and iproute2 (scripts/test installs them).
+ */
+import { execFile, execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { fileURLToPath } from "node:url";
+import { readCatalogFile, type CatalogFile } from "../../src/catalog/catalog-file.js";
+import {
+  buildDemoTemplate,
+  demoTemplateExists,
+  demoTemplateFiles,
+} from "../../src/hosts/qemu/demo-template.js";
+import { randomAlphanumeric } from "../../src/store/index.js";
+
+const exec = promisify(execFile);
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+export const CACHE_TEMPLATES = join(ROOT, ".cache/templates");
+export const SSH_KEY = join(ROOT, ".cache/e2e_ed25519");
+
+/** Builds the demo template once per machine; concurrent test files wait for the first. */
+export async function demoTemplate(): Promise<ReturnType<typeof demoTemplateFiles>> {
+  const lock = `${CACHE_TEMPLATES}.lock`;
+  mkdirSync(join(ROOT, ".cache"), { recursive: true });
+  for (;;) {
+    if (demoTemplateExists(CACHE_TEMPLATES)) return demoTemplateFiles(CACHE_TEMPLATES);
+    try {
+      mkdirSync(lock);
+    } catch {
+      await new Promise((r) => setTimeout(r, 500));
+      continue;
+    }
+    try {
+      if (!demoTemplateExists(CACHE_TEMPLATES)) await buildDemoTemplate(CACHE_TEMPLATES);
+    } finally {
+      rmSync(lock, { recursive: true, force: true });
+    }
+  }
+}
+
+export function sshKey(): string {
+  if (!existsSync(SSH_KEY))
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "e2e@trebuchet.test", "-f", SSH_KEY]);
+  return readFileSync(`${SSH_KEY}.pub`, "utf8").trim();
+}
+
+/** The example catalog, with its host in a namespace of this test's and the cached template. */
+export function e2eCatalog(options: { namespace: string; hostMemoryInGb?: number }): CatalogFile {
+  const read = readCatalogFile(readFileSync(join(ROOT, "examples/catalog.yaml"), "utf8"));
+  if ("problems" in read) throw new Error(read.problems.join("\n"));
+  const catalog = read.catalog;
+  catalog.hosts[0]!.namespace = options.namespace;
+  if (options.hostMemoryInGb) catalog.hosts[0]!.memory_in_gb = options.hostMemoryInGb;
+  for (const version of catalog.disk_templates[0]!.versions) {
+    const files = demoTemplateFiles(CACHE_TEMPLATES);
+    version.image = files.image;
+    version.kernel = files.kernel;
+    version.initrd = files.initrd;
+  }
+  return catalog;
+}
+
+export function uniqueNamespace(): string {
+  return `tbt-${randomAlphanumeric(6).toLowerCase()}`;
+}
+
+export async function removeNamespace(namespace: string): Promise<void> {
+  await exec("ip", ["netns", "del", namespace]).catch(() => undefined);
+}
+
+/** Runs a command in the namespace; resolves with its exit code and output, never rejects. */
+export async function inNamespace(namespace: string, file: string, args: string[], timeoutMs = 20_000) {
+  try {
+    const { stdout, stderr } = await exec("ip", ["netns", "exec", namespace, file, ...args], {
+      timeout: timeoutMs,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === "number" ? e.code : 1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
+  }
+}
+
+export const ping = (namespace: string, address: string) =>
+  inNamespace(namespace, "ping", [address.includes(":") ? "-6" : "-4", "-c", "1", "-W", "3", address]);
+
+export const ssh = (namespace: string, address: string, command: string) =>
+  inNamespace(namespace, "ssh", [
+    "-i",
+    SSH_KEY,
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "ConnectTimeout=10",
+    "-o",
+    "BatchMode=yes",
+    `root@${address}`,
+    command,
+  ]);
+
+/** QEMU processes of a VM (by the name Trebuchet gives them). */
+export function qemuProcesses(vmId: string): number[] {
+  try {
+    return execFileSync("pgrep", ["-f", `process=trebuchet-${vmId}`], { encoding: "utf8" })
+      .trim()
+      .split("\n")
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
