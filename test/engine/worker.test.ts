@@ -1,0 +1,291 @@
+/** The build engine against real databases, with the fake host driver (the QEMU driver has its own e2e tests). */
+import { readFileSync } from "node:fs";
+import { afterEach, describe, expect, it } from "vitest";
+import { applyCatalog } from "../../src/catalog/apply.js";
+import { Worker } from "../../src/engine/worker.js";
+import { EXAMPLE_CATALOG, startTestApi, withTenants, type TestApi } from "../support/api.js";
+import { FakeDriver } from "../support/fake-driver.js";
+import { DIALECTS } from "../support/stores.js";
+
+const WEB_XML = readFileSync(new URL("../../examples/web.xml", import.meta.url), "utf8");
+const BUILD = "/core/v1/organizations/_/virtual_machines/build_from_spec";
+
+async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe.each(DIALECTS)("the worker on %s", (dialect) => {
+  let api: TestApi;
+  let token: string;
+  const workers: Worker[] = [];
+
+  async function setup(hosts = 1) {
+    const catalog = structuredClone(EXAMPLE_CATALOG);
+    for (let i = 2; i <= hosts; i++) catalog.hosts.push({ ...catalog.hosts[0]!, name: `local-${i}` });
+    api = await startTestApi(dialect, {
+      catalog,
+      config: { rateLimits: { read: 100_000, write: 100_000, build: 100_000 } },
+    });
+    token = (await withTenants(api)).acmeToken;
+  }
+
+  function worker(
+    hostName = "local",
+    driver = new FakeDriver(hostName),
+    options: Partial<ConstructorParameters<typeof Worker>[0]> = {},
+  ) {
+    const w = new Worker({
+      db: api.server.store.db,
+      dialect,
+      driver,
+      hostName,
+      templatesDir: "/templates",
+      pollMs: 10,
+      leaseSeconds: 2,
+      ...options,
+    });
+    workers.push(w);
+    return { worker: w, driver };
+  }
+
+  async function build(hostname: string, xml = WEB_XML) {
+    const response = await api.call("POST", BUILD, {
+      token,
+      body: { organization: { sub_domain: "acme" }, xml: xml.replace("web-01", hostname) },
+    });
+    expect(response.statusCode, response.body).toBe(201);
+    return response.json() as { virtual_machine_build: { id: string }; task: { id: string } };
+  }
+
+  const buildRow = (id: string) =>
+    api.server.store.db.selectFrom("builds").selectAll().where("id", "=", id).executeTakeFirstOrThrow();
+  const finished = (id: string) =>
+    until(async () => {
+      const row = await buildRow(id);
+      return row.state === "complete" || row.state === "failed" ? row : undefined;
+    });
+
+  afterEach(async () => {
+    for (const w of workers.splice(0)) await w.stop();
+    await api?.dispose();
+  });
+
+  it("takes a build from pending to complete, and its task from pending to completed", async () => {
+    await setup();
+    const { worker: w, driver } = worker();
+    const accepted = await build("one");
+    await w.start();
+    const done = await finished(accepted.virtual_machine_build.id);
+    expect(done).toMatchObject({ state: "complete", failure_reason: null, attempts: 1, lease_owner: null });
+    const task = await api.server.store.db
+      .selectFrom("tasks")
+      .selectAll()
+      .where("id", "=", accepted.task.id)
+      .executeTakeFirstOrThrow();
+    expect(task).toMatchObject({ status: "completed", progress: 100 });
+    expect(task.started_at).not.toBeNull();
+    expect(task.finished_at).not.toBeNull();
+    const vm = await api.server.store.db
+      .selectFrom("virtual_machines")
+      .selectAll()
+      .where("id", "=", done.virtual_machine_id!)
+      .executeTakeFirstOrThrow();
+    expect(vm.state).toBe("started");
+    expect(driver.calls).toEqual([`create ${vm.id}`, `start ${vm.id}`]);
+    const definition = driver.vms.get(vm.id)!.definition;
+    expect(definition.interfaces.map((i) => i.addresses.map((a) => `${a.address}/${a.prefix}`))).toEqual([
+      ["192.0.2.10/24", "2001:db8:100::10/64"],
+      ["198.51.100.10/24"],
+    ]);
+    expect(definition.authorizedKeys).toHaveLength(1);
+    expect(definition.options).toEqual([
+      { key: "motd", value: "Built by Trebuchet" },
+      { key: "fail_boot", value: "false" },
+    ]);
+  });
+
+  it("fails a build the host cannot make, says why, and gives back what it held", async () => {
+    await setup();
+    const { worker: w, driver } = worker();
+    driver.failNext.create = "disk image unreadable";
+    const accepted = await build("broken");
+    await w.start();
+    const done = await finished(accepted.virtual_machine_build.id);
+    expect(done).toMatchObject({ state: "failed", failure_reason: "disk image unreadable" });
+    const db = api.server.store.db;
+    expect(await db.selectFrom("ip_addresses").select("id").execute()).toEqual([]);
+    const vm = await db
+      .selectFrom("virtual_machines")
+      .selectAll()
+      .where("id", "=", done.virtual_machine_id!)
+      .executeTakeFirstOrThrow();
+    expect(vm.state).toBe("failed");
+    expect(vm.deleted_at).not.toBeNull();
+    expect(
+      (await db.selectFrom("disks").select("state").where("virtual_machine_id", "=", vm.id).execute()).map(
+        (d) => d.state,
+      ),
+    ).toEqual(["deleted", "deleted"]);
+    expect(driver.calls).toContain(`destroy ${vm.id}`);
+    // The hostname is free again.
+    expect(
+      (
+        await api.call("POST", BUILD, {
+          token,
+          body: { organization: { sub_domain: "acme" }, xml: WEB_XML.replace("web-01", "broken") },
+        })
+      ).statusCode,
+    ).toBe(201);
+  });
+
+  it("runs every build exactly once with several workers on several hosts", async () => {
+    await setup(3);
+    const accepted = [];
+    for (let i = 0; i < 9; i++) accepted.push(await build(`many-${i}`));
+    const fleet = [worker("local"), worker("local-2"), worker("local-3")];
+    await Promise.all(fleet.map((f) => f.worker.start()));
+    const done = await Promise.all(accepted.map((a) => finished(a.virtual_machine_build.id)));
+    expect(done.every((b) => b.state === "complete" && b.attempts === 1)).toBe(true);
+    const creates = fleet.flatMap((f) => f.driver.calls.filter((c) => c.startsWith("create")));
+    expect(creates).toHaveLength(9);
+    expect(new Set(creates).size).toBe(9);
+  });
+
+  it("takes over a build whose worker died (expired lease), clears the host and builds it again", async () => {
+    await setup();
+    const accepted = await build("orphan");
+    const db = api.server.store.db;
+    const past = Math.floor(Date.now() / 1000) - 5;
+    await db
+      .updateTable("builds")
+      .set({ state: "building", lease_owner: "elsewhere:dead", lease_expires_at: past, attempts: 1 })
+      .where("id", "=", accepted.virtual_machine_build.id)
+      .execute();
+    const { worker: w, driver } = worker();
+    await w.start();
+    const done = await finished(accepted.virtual_machine_build.id);
+    expect(done).toMatchObject({ state: "complete", attempts: 2 });
+    expect(driver.calls[0]).toBe(`destroy ${done.virtual_machine_id}`);
+  });
+
+  it("gives up on a build after its attempts are spent", async () => {
+    await setup();
+    const accepted = await build("cursed");
+    await api.server.store.db
+      .updateTable("builds")
+      .set({
+        state: "building",
+        lease_owner: "local:previous",
+        lease_expires_at: Math.floor(Date.now() / 1000) + 600,
+        attempts: 3,
+      })
+      .where("id", "=", accepted.virtual_machine_build.id)
+      .execute();
+    const { worker: w } = worker();
+    await w.start();
+    const done = await finished(accepted.virtual_machine_build.id);
+    expect(done.state).toBe("failed");
+    expect(done.failure_reason).toMatch(/gave up after 3 attempts/);
+  });
+
+  it("carries out power actions and deletion as tasks, moving the VM through its states", async () => {
+    await setup();
+    const { worker: w, driver } = worker();
+    await w.start();
+    const accepted = await build("power");
+    const done = await finished(accepted.virtual_machine_build.id);
+    const vmId = done.virtual_machine_id!;
+    const state = async () =>
+      (
+        await api.server.store.db
+          .selectFrom("virtual_machines")
+          .select("state")
+          .where("id", "=", vmId)
+          .executeTakeFirstOrThrow()
+      ).state;
+    const act = async (action: string) => {
+      const response = await api.call(
+        "POST",
+        `/core/v1/virtual_machines/_/${action}?virtual_machine[id]=${vmId}`,
+        { token },
+      );
+      expect(response.statusCode, response.body).toBe(200);
+      const taskId = response.json().task.id;
+      return until(async () => {
+        const task = await api.server.store.db
+          .selectFrom("tasks")
+          .selectAll()
+          .where("id", "=", taskId)
+          .executeTakeFirstOrThrow();
+        return task.status === "completed" || task.status === "failed" ? task : undefined;
+      });
+    };
+    expect((await act("stop")).status).toBe("completed");
+    expect(await state()).toBe("stopped");
+    expect((await act("reset")).error).toMatch(/not running/);
+    expect((await act("start")).status).toBe("completed");
+    expect(await state()).toBe("started");
+    expect((await act("reset")).status).toBe("completed");
+    expect(driver.vms.get(vmId)!.boots).toBe(3);
+    expect((await act("shutdown")).status).toBe("completed");
+    expect(await state()).toBe("stopped");
+    const deleted = await api.call("DELETE", `/core/v1/virtual_machines/_?virtual_machine[id]=${vmId}`, {
+      token,
+    });
+    expect(deleted.statusCode).toBe(200);
+    await until(async () => (driver.vms.has(vmId) ? undefined : true));
+    await until(async () =>
+      (await api.server.store.db.selectFrom("ip_addresses").select("id").execute()).length === 0
+        ? true
+        : undefined,
+    );
+  });
+
+  it("refuses power actions while the VM is still being built", async () => {
+    await setup();
+    const accepted = await build("early");
+    const vm = await api.server.store.db
+      .selectFrom("builds")
+      .select("virtual_machine_id")
+      .where("id", "=", accepted.virtual_machine_build.id)
+      .executeTakeFirstOrThrow();
+    const response = await api.call(
+      "POST",
+      `/core/v1/virtual_machines/_/start?virtual_machine[id]=${vm.virtual_machine_id}`,
+      { token },
+    );
+    expect(response.statusCode).toBe(406);
+    expect(response.json().error.code).toBe("task_queueing_error");
+  });
+
+  it("reconciles records with the host after a restart", async () => {
+    await setup();
+    const first = worker();
+    await first.worker.start();
+    const done = await finished((await build("drift")).virtual_machine_build.id);
+    await first.worker.stop();
+    // While the control plane was down, the VM's process died and a stray VM appeared on the host.
+    first.driver.vms.get(done.virtual_machine_id!)!.running = false;
+    first.driver.vms.set("vm_strayAAAAAAAAAAA", {
+      definition: { id: "vm_strayAAAAAAAAAAA" } as never,
+      running: true,
+      console: "",
+      boots: 1,
+    });
+    const second = worker("local", first.driver);
+    await second.worker.start();
+    const vm = await api.server.store.db
+      .selectFrom("virtual_machines")
+      .select("state")
+      .where("id", "=", done.virtual_machine_id!)
+      .executeTakeFirstOrThrow();
+    expect(vm.state).toBe("stopped");
+    expect(first.driver.vms.has("vm_strayAAAAAAAAAAA")).toBe(false);
+  });
+});

@@ -1,0 +1,84 @@
+/**
+ * The host driver conformance suite: what every HostDriver must do, run against the QEMU
+ * driver (real VMs) and the engine's test double alike.
+ */
+import { describe, expect, it } from "vitest";
+import type { HostDriver, VmDefinition } from "../../src/hosts/driver.js";
+
+export function driverConformance(
+  name: string,
+  setup: () => Promise<{
+    driver: HostDriver;
+    vm: (id: string) => VmDefinition;
+    cleanup: () => Promise<void>;
+  }>,
+  timeoutMs: number,
+): void {
+  describe(`host driver conformance: ${name}`, () => {
+    it(
+      "creates, starts, reports ready, resets, shuts down, stops and destroys a VM",
+      async () => {
+        const { driver, vm, cleanup } = await setup();
+        const definition = vm("vm_conformanceAAAAA");
+        try {
+          await driver.prepare();
+          expect(await driver.state(definition.id)).toBe("missing");
+          await driver.create(definition);
+          expect(await driver.state(definition.id)).toBe("stopped");
+          expect(await driver.list()).toContain(definition.id);
+
+          await driver.start(definition.id);
+          await driver.start(definition.id); // starting a running VM is a no-op
+          expect(await driver.state(definition.id)).toBe("running");
+          await driver.waitReady(definition.id, 0, timeoutMs);
+          expect(await driver.console(definition.id)).toContain(`TREBUCHET-READY ${definition.id}`);
+
+          const offset = await driver.consoleSize(definition.id);
+          await driver.reset(definition.id);
+          await driver.waitReady(definition.id, offset, timeoutMs);
+          expect(
+            (await driver.console(definition.id)).split(`TREBUCHET-READY ${definition.id}`).length - 1,
+          ).toBeGreaterThanOrEqual(2);
+
+          expect(await driver.shutdown(definition.id, timeoutMs)).toBe(true);
+          expect(await driver.state(definition.id)).toBe("stopped");
+          await expect(driver.reset(definition.id)).rejects.toThrow(/not running/);
+
+          const again = await driver.consoleSize(definition.id);
+          await driver.start(definition.id);
+          await driver.waitReady(definition.id, again, timeoutMs);
+          await driver.stop(definition.id);
+          await driver.stop(definition.id); // stopping a stopped VM is a no-op
+          expect(await driver.state(definition.id)).toBe("stopped");
+
+          await driver.destroy(definition.id);
+          await driver.destroy(definition.id); // and destroying a destroyed one
+          expect(await driver.state(definition.id)).toBe("missing");
+          expect(await driver.list()).not.toContain(definition.id);
+        } finally {
+          await driver.destroy(definition.id).catch(() => undefined);
+          await cleanup();
+        }
+      },
+      timeoutMs * 6,
+    );
+
+    it(
+      "rejects waitReady with the guest's own reason when it refuses to boot",
+      async () => {
+        const { driver, vm, cleanup } = await setup();
+        const definition = { ...vm("vm_conformanceBBBBB"), options: [{ key: "fail_boot", value: "true" }] };
+        try {
+          await driver.prepare();
+          await driver.create(definition);
+          await driver.start(definition.id);
+          await expect(driver.waitReady(definition.id, 0, timeoutMs)).rejects.toThrow(/fail_boot/);
+        } finally {
+          await driver.destroy(definition.id).catch(() => undefined);
+          await cleanup();
+        }
+      },
+      timeoutMs * 2,
+    );
+  });
+}

@@ -1,0 +1,153 @@
+/** The pure parts of the QEMU driver: command line, seed, names, the undo stack, module order. */
+import { describe, expect, it } from "vitest";
+import type { VmDefinition } from "../../src/hosts/driver.js";
+import { bridgeName, qemuArgs, tapName } from "../../src/hosts/qemu/args.js";
+import { loadOrder } from "../../src/hosts/qemu/demo-template.js";
+import { renderSeed } from "../../src/hosts/qemu/seed.js";
+import { Reverter, withReverter } from "../../src/hosts/reverter.js";
+
+const vm: VmDefinition = {
+  id: "vm_AAAAAAAAAAAAAAAA",
+  hostname: "web-01",
+  memoryInMb: 1024,
+  cpuCores: 2,
+  template: { kind: "kernel", image: "/t/root.qcow2", kernel: "/t/vmlinuz", initrd: "/t/initrd.img" },
+  disks: [
+    { id: "disk_1", sizeInGb: 2, system: true },
+    { id: "disk_2", sizeInGb: 1, system: false },
+  ],
+  interfaces: [
+    {
+      id: "vmnic_BBBBBBBBBBBBBBBB",
+      mac: "52:aa:bb:cc:dd:ee",
+      segment: "netw_CCCCCCCCCCCCCCCC",
+      gatewayCidrs: ["192.0.2.1/24", "2001:db8:100::1/64"],
+      addresses: [
+        { address: "192.0.2.10", prefix: 24, version: 4, gateway: "192.0.2.1" },
+        { address: "2001:db8:100::10", prefix: 64, version: 6, gateway: "2001:db8:100::1" },
+      ],
+    },
+  ],
+  dnsServers: ["192.0.2.1"],
+  authorizedKeys: ["ssh-ed25519 AAAA a@b"],
+  options: [{ key: "motd", value: "hello\nworld" }],
+};
+const paths = {
+  directory: "/vms/x",
+  disk: (id: string) => `/vms/x/${id}.qcow2`,
+  seedIso: "/vms/x/seed.iso",
+  console: "/vms/x/console.log",
+  qmp: "/vms/x/qmp.sock",
+  pid: "/vms/x/qemu.pid",
+};
+
+describe("QEMU command line", () => {
+  it("boots kernel templates on microvm with virtio devices, QMP, a console file, daemonized", () => {
+    const args = qemuArgs(vm, paths, "tcg", "tap");
+    const joined = args.join(" ");
+    expect(joined).toContain("-machine microvm,acpi=on");
+    expect(joined).toContain("-accel tcg -cpu max -smp 2 -m 1024");
+    expect(joined).toContain("-kernel /t/vmlinuz");
+    expect(joined).toContain("-initrd /t/initrd.img");
+    expect(joined).toContain("-qmp unix:/vms/x/qmp.sock,server=on,wait=off");
+    expect(joined).toContain("-chardev file,id=serial0,path=/vms/x/console.log,append=on");
+    expect(joined).toContain("-daemonize");
+    expect(joined).toContain("file=/vms/x/disk_1.qcow2,format=qcow2");
+    expect(joined).toContain("file=/vms/x/seed.iso,format=raw,if=none,readonly=on");
+    expect(joined).toContain(`tap,id=net0,ifname=${tapName(vm.interfaces[0]!.id)},script=no,downscript=no`);
+    expect(joined).toContain("virtio-net-device,netdev=net0,mac=52:aa:bb:cc:dd:ee");
+    expect(args[args.indexOf("-name") + 1]).toBe(
+      "trebuchet-vm_AAAAAAAAAAAAAAAA,process=trebuchet-vm_AAAAAAAAAAAAAAAA",
+    );
+  });
+
+  it("boots cloud images on q35 with PCI devices, KVM when probed, user networking as the fallback", () => {
+    const joined = qemuArgs(
+      { ...vm, template: { kind: "cloud", image: "/c.qcow2", kernel: null, initrd: null } },
+      paths,
+      "kvm",
+      "user",
+    ).join(" ");
+    expect(joined).toContain("-machine q35");
+    expect(joined).toContain("-accel kvm -cpu host");
+    expect(joined).not.toContain("-kernel");
+    expect(joined).toContain("virtio-blk-pci");
+    expect(joined).toContain("-netdev user,id=net0");
+  });
+
+  it("names taps and bridges within Linux's 15 characters", () => {
+    expect(tapName("vmnic_BBBBBBBBBBBBBBBB")).toBe("tbBBBBBBBBBBBB");
+    expect(bridgeName("netw_CCCCCCCCCCCCCCCC")).toBe("brCCCCCCCCCCCC");
+    expect(tapName("vmnic_BBBBBBBBBBBBBBBB").length).toBeLessThanOrEqual(15);
+  });
+});
+
+describe("NoCloud seed", () => {
+  it("renders meta-data, user-data, network-config v2 and the demo init's plain files", () => {
+    const seed = renderSeed(vm);
+    expect(seed.get("meta-data")).toBe("instance-id: vm_AAAAAAAAAAAAAAAA\nlocal-hostname: web-01\n");
+    expect(seed.get("user-data")).toMatch(/^#cloud-config\n/);
+    expect(seed.get("user-data")).toContain("ssh_authorized_keys:\n  - ssh-ed25519 AAAA a@b");
+    expect(seed.get("user-data")).toContain("TREBUCHET-READY vm_AAAAAAAAAAAAAAAA");
+    expect(seed.get("network-config")).toContain("macaddress: 52:aa:bb:cc:dd:ee");
+    expect(seed.get("network-config")).toContain("- 192.0.2.10/24");
+    expect(seed.get("network-config")).toContain("- 2001:db8:100::10/64");
+    expect(seed.get("trebuchet/interfaces")).toBe(
+      "52:aa:bb:cc:dd:ee 192.0.2.10/24 192.0.2.1\n52:aa:bb:cc:dd:ee 2001:db8:100::10/64 2001:db8:100::1\n",
+    );
+    expect(seed.get("trebuchet/authorized_keys")).toBe("ssh-ed25519 AAAA a@b\n");
+    expect(seed.get("trebuchet/options/motd")).toBe("hello\nworld");
+    expect(seed.get("trebuchet/dns")).toBe("192.0.2.1\n");
+  });
+});
+
+describe("the undo stack", () => {
+  it("undoes completed steps newest first when a later step fails, and nothing on success", async () => {
+    const done: string[] = [];
+    await expect(
+      withReverter(async (r) => {
+        r.add("one", () => void done.push("undo one"));
+        r.add("two", () => void done.push("undo two"));
+        throw new Error("step three failed");
+      }),
+    ).rejects.toThrow("step three failed");
+    expect(done).toEqual(["undo two", "undo one"]);
+    done.length = 0;
+    await withReverter(async (r) => r.add("one", () => void done.push("undo one")));
+    expect(done).toEqual([]);
+  });
+
+  it("keeps undoing when one undo fails, and reports it", async () => {
+    const reverter = new Reverter();
+    const done: string[] = [];
+    reverter.add("a", () => void done.push("a"));
+    reverter.add("b", () => {
+      throw new Error("stuck");
+    });
+    expect(await reverter.revert()).toEqual(["b: stuck"]);
+    expect(done).toEqual(["a"]);
+  });
+});
+
+describe("kernel module load order", () => {
+  it("puts every module after its dependencies, once", () => {
+    const deps: Record<string, string[]> = {
+      virtio_net: ["virtio", "virtio_ring", "net_failover"],
+      net_failover: ["failover"],
+      ext4: ["jbd2", "mbcache", "crc16"],
+      jbd2: [],
+    };
+    const order = loadOrder(["virtio_net", "ext4"], (m) => deps[m] ?? []);
+    expect(order).toEqual([
+      "virtio",
+      "virtio_ring",
+      "failover",
+      "net_failover",
+      "virtio_net",
+      "jbd2",
+      "mbcache",
+      "crc16",
+      "ext4",
+    ]);
+  });
+});
