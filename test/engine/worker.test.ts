@@ -1,7 +1,6 @@
 /** The build engine against real databases, with the fake host driver (the QEMU driver has its own e2e tests). */
 import { readFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
-import { applyCatalog } from "../../src/catalog/apply.js";
 import { Worker } from "../../src/engine/worker.js";
 import { EXAMPLE_CATALOG, startTestApi, withTenants, type TestApi } from "../support/api.js";
 import { FakeDriver } from "../support/fake-driver.js";
