@@ -73,14 +73,14 @@ async function main() {
     allowedNetworks: [],
   });
   const url = await server.app.listen({ host: "127.0.0.1", port: 0 });
-  const call = async (method: string, path: string, body?: unknown) =>
+  const call: Call = async (method, path, body) =>
     (await (
       await fetch(`${url}/core/v1${path}`, {
         method,
         headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
         ...(body ? { body: JSON.stringify(body) } : {}),
       })
-    ).json()) as any;
+    ).json()) as Reply;
   const xml = readFileSync(projectPath("examples/web.xml"), "utf8");
   await server.agent!.start();
 
@@ -102,7 +102,7 @@ async function main() {
     const build = await waitBuild(call, accepted.virtual_machine_build.id);
     const ready = Date.now();
     if (build.state !== "complete") throw new Error(`build failed: ${build.failure_reason}`);
-    const vmId = build.virtual_machine.id;
+    const vmId = build.virtual_machine!.id;
     // QEMU writes its pid file as it starts: its modification time is when the process started.
     toStart.push(statSync(join(dataDir, "vms", vmId, "qemu.pid")).mtimeMs - posted);
     toReady.push(ready - posted);
@@ -159,7 +159,18 @@ async function main() {
   await server.stop();
 }
 
-async function waitBuild(call: (m: string, p: string) => Promise<any>, id: string): Promise<any> {
+interface Reply {
+  virtual_machine_build: {
+    id: string;
+    state: string;
+    failure_reason: string | null;
+    virtual_machine: { id: string } | null;
+  };
+  task: { id: string };
+}
+type Call = (method: string, path: string, body?: unknown) => Promise<Reply>;
+
+async function waitBuild(call: Call, id: string): Promise<Reply["virtual_machine_build"]> {
   for (;;) {
     const { virtual_machine_build: build } = await call("GET", `/virtual_machines/builds/${id}`);
     if (build.state === "complete" || build.state === "failed") return build;
