@@ -42,7 +42,7 @@ async function freePort(): Promise<number> {
 
 async function startServer(): Promise<void> {
   server = spawn(process.execPath, [CLI, "serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`], {
-    env: { ...process.env, DATABASE_URL: "", TREBUCHET_LOG_LEVEL: "warn" },
+    env: { ...process.env, DATABASE_URL: "", TREBUCHET_LOG_LEVEL: "warn", TREBUCHET_READY_TIMEOUT: "300" },
     stdio: ["ignore", "ignore", "inherit"],
   });
   for (let i = 0; i < 100; i++) {
@@ -74,7 +74,7 @@ async function call(method: string, path: string, body?: unknown): Promise<any> 
   return response.json();
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 180_000): Promise<T> {
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 400_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe().catch(() => undefined);
@@ -140,7 +140,7 @@ describe("kill -9 of the control plane (real QEMU)", () => {
     const pids = qemuProcesses(done.virtual_machine.id);
     expect(pids).toHaveLength(1);
     survivor = { id: done.virtual_machine.id, pid: pids[0]! };
-  }, 200_000);
+  }, 600_000);
 
   for (const [moment, reached] of [
     ["while the build waits for a worker", async () => true],

@@ -43,7 +43,7 @@ async function call(method: string, path: string, body?: unknown) {
   return { status: response.statusCode, body: response.json() as any };
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 150_000): Promise<T> {
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 400_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -77,7 +77,7 @@ beforeAll(async () => {
   server = await createServer({
     store: { dataDir },
     baseDomain: "e2e.test",
-    agent: { dataDir, timeouts: { ready: 120_000, shutdown: 30_000 }, pollMs: 100 },
+    agent: { dataDir, timeouts: { ready: 300_000, shutdown: 30_000 }, pollMs: 100 },
   });
   await applyCatalog(server.store.db, e2eCatalog({ namespace, hostMemoryInGb: 4 }));
   await createOrganization(server.store.db, { subDomain: "acme", name: "Acme", baseDomain: "e2e.test" });
@@ -92,7 +92,7 @@ beforeAll(async () => {
     })
   ).token;
   url = await server.app.listen({ host: "127.0.0.1", port: 0 });
-}, 300_000);
+}, 600_000);
 
 afterAll(async () => {
   // VMs outlive the control plane by design: whatever the tests left running is stopped here.
@@ -135,7 +135,7 @@ describe("a VM built from examples/web.xml (real QEMU)", () => {
     addresses = vm.ip_addresses.map((ip: any) => ip.address);
     expect(addresses).toEqual(["192.0.2.10", "198.51.100.10", "2001:db8:100::10"]);
     expect(qemuProcesses(vmId)).toHaveLength(1);
-  }, 200_000);
+  }, 600_000);
 
   it("answers ping on its IPv4 and IPv6 addresses from the namespace", async () => {
     for (const address of addresses) {
@@ -188,7 +188,7 @@ describe("a VM built from examples/web.xml (real QEMU)", () => {
     expect((await finishedTask(start.body.task.id)).status).toBe("completed");
     expect((await vmView(vmId)).state).toBe("started");
     expect((await ssh(namespace, "192.0.2.10", "hostname")).stdout.trim()).toBe("web-01");
-  }, 200_000);
+  }, 600_000);
 
   it("reset reboots the guest (a new boot ID)", async () => {
     const before = (await ssh(namespace, "192.0.2.10", "cat /proc/sys/kernel/random/boot_id")).stdout.trim();
@@ -198,7 +198,7 @@ describe("a VM built from examples/web.xml (real QEMU)", () => {
     const after = (await ssh(namespace, "192.0.2.10", "cat /proc/sys/kernel/random/boot_id")).stdout.trim();
     expect(after).toMatch(/^[0-9a-f-]{36}$/);
     expect(after).not.toBe(before);
-  }, 200_000);
+  }, 600_000);
 
   it("shutdown asks the guest to power off through ACPI", async () => {
     const shutdown = await call("POST", `/core/v1/virtual_machines/_/shutdown?virtual_machine[id]=${vmId}`);
@@ -207,7 +207,7 @@ describe("a VM built from examples/web.xml (real QEMU)", () => {
     expect(qemuProcesses(vmId)).toEqual([]);
     const console = readFileSync(join(dataDir, "vms", vmId, "console.log"), "utf8");
     expect(console).toContain("power button: shutting down");
-  }, 120_000);
+  }, 600_000);
 
   it("delete leaves no disk, tap or process, and gives the addresses back", async () => {
     const start = await call("POST", `/core/v1/virtual_machines/_/start?virtual_machine[id]=${vmId}`);
@@ -246,7 +246,7 @@ describe("a VM built from examples/web.xml (real QEMU)", () => {
     expect(
       (await call("GET", `/core/v1/virtual_machines/_?virtual_machine[id]=${vmId}`)).body.error.code,
     ).toBe("object_in_trash");
-  }, 120_000);
+  }, 600_000);
 });
 
 describe("the user CLI (real QEMU, real socket)", () => {
@@ -272,7 +272,7 @@ describe("the user CLI (real QEMU, real socket)", () => {
     await until("the delete", async () =>
       qemuProcesses(vmId).length === 0 && !existsSync(join(dataDir, "vms", vmId)) ? true : undefined,
     );
-  }, 200_000);
+  }, 600_000);
 });
 
 describe("builds that must fail (real QEMU)", () => {
@@ -299,7 +299,7 @@ describe("builds that must fail (real QEMU)", () => {
     expect(vm.state).toBe("failed");
     expect(existsSync(join(dataDir, "vms", vm.id))).toBe(false);
     expect(qemuProcesses(vm.id)).toEqual([]);
-  }, 200_000);
+  }, 600_000);
 
   it("a build no host has room for fails and says so", async () => {
     // The host has 4 GB; two 2 GB VMs fit, the third does not.
@@ -314,5 +314,5 @@ describe("builds that must fail (real QEMU)", () => {
     expect(builds.map((b) => b.state).sort()).toEqual(["complete", "complete", "failed"]);
     const failed = builds.find((b) => b.state === "failed");
     expect(failed.failure_reason).toMatch(/no hypervisor host in data center lab-1 has room for 2 GB/);
-  }, 300_000);
+  }, 600_000);
 });
