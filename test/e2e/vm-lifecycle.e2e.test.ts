@@ -311,7 +311,11 @@ describe("builds that must fail (real QEMU)", () => {
       ids.push(accepted.body.virtual_machine_build.id);
     }
     const builds = await Promise.all(ids.map(finishedBuild));
-    expect(builds.map((b) => b.state).sort()).toEqual(["complete", "complete", "failed"]);
+    expect(builds.map((b) => b.state).sort(), JSON.stringify(builds.map((b) => b.failure_reason))).toEqual([
+      "complete",
+      "complete",
+      "failed",
+    ]);
     const failed = builds.find((b) => b.state === "failed");
     expect(failed.failure_reason).toMatch(/no hypervisor host in data center lab-1 has room for 2 GB/);
   }, 600_000);

@@ -9,7 +9,16 @@ const exec = promisify(execFile);
  * traffic never reaches the machine's real network.
  */
 export class NamespaceNetwork {
+  // Link and address changes are serialised: concurrent builds share bridges.
+  private queue: Promise<unknown> = Promise.resolve();
+
   constructor(readonly namespace: string) {}
+
+  private serial<T>(body: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(body, body);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
 
   private async ip(...args: string[]): Promise<string> {
     try {
@@ -48,7 +57,11 @@ export class NamespaceNetwork {
     ]);
   }
 
-  async ensureBridge(bridge: string, gatewayCidrs: string[]): Promise<void> {
+  ensureBridge(bridge: string, gatewayCidrs: string[]): Promise<void> {
+    return this.serial(() => this.bridge(bridge, gatewayCidrs));
+  }
+
+  private async bridge(bridge: string, gatewayCidrs: string[]): Promise<void> {
     if (!(await this.exists(bridge))) await this.ip("link", "add", bridge, "type", "bridge");
     const current = await this.ip("-o", "addr", "show", "dev", bridge);
     for (const cidr of gatewayCidrs) {
@@ -58,14 +71,18 @@ export class NamespaceNetwork {
     await this.ip("link", "set", bridge, "up");
   }
 
-  async ensureTap(tap: string, bridge: string): Promise<void> {
-    if (!(await this.exists(tap))) await this.ip("tuntap", "add", "dev", tap, "mode", "tap");
-    await this.ip("link", "set", tap, "master", bridge);
-    await this.ip("link", "set", tap, "up");
+  ensureTap(tap: string, bridge: string): Promise<void> {
+    return this.serial(async () => {
+      if (!(await this.exists(tap))) await this.ip("tuntap", "add", "dev", tap, "mode", "tap");
+      await this.ip("link", "set", tap, "master", bridge);
+      await this.ip("link", "set", tap, "up");
+    });
   }
 
-  async removeTap(tap: string): Promise<void> {
-    if (await this.exists(tap)) await this.ip("link", "del", tap);
+  removeTap(tap: string): Promise<void> {
+    return this.serial(async () => {
+      if (await this.exists(tap)) await this.ip("link", "del", tap);
+    });
   }
 
   async hasLink(link: string): Promise<boolean> {
