@@ -93,9 +93,6 @@ export class HostAgent {
     return this.driver?.console(vmId);
   }
 
-  get hostDriver(): QemuDriver | undefined {
-    return this.driver;
-  }
 
   async stop(): Promise<void> {
     this.stopped = true;

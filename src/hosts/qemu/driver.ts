@@ -257,10 +257,6 @@ export class QemuDriver implements HostDriver {
     }
   }
 
-  /** Whether the interface's tap exists (for tests and reconciliation). */
-  async hasTap(interfaceId: string): Promise<boolean> {
-    return this.network ? this.network.hasLink(tapName(interfaceId)) : false;
-  }
 
   /** The live QEMU process of a VM: the pid file's process, if it really is this VM's QEMU. */
   private pid(vmId: string): number | undefined {

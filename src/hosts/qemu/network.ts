@@ -85,9 +85,6 @@ export class NamespaceNetwork {
     });
   }
 
-  async hasLink(link: string): Promise<boolean> {
-    return this.exists(link);
-  }
 
   /** Runs a command inside the namespace. */
   command(file: string, args: string[]): [string, string[]] {
