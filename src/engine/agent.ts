@@ -93,7 +93,6 @@ export class HostAgent {
     return this.driver?.console(vmId);
   }
 
-
   async stop(): Promise<void> {
     this.stopped = true;
     await this.starting?.catch(() => undefined);

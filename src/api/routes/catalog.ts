@@ -1,14 +1,8 @@
 import type { Kysely } from "kysely";
 import { ApiError } from "../../errors.js";
 import type { Database, DataCentersTable } from "../../store/index.js";
-import {
-  booleanArgument,
-  lookupArgument,
-  pagination,
-  paginationObject,
-  requireLookup,
-  type Page,
-} from "../arguments.js";
+import { booleanArgument, lookupArgument, pagination, requireLookup } from "../arguments.js";
+import { pageOf } from "../paging.js";
 import type { Operation, OperationContext } from "../operation.js";
 import * as present from "../presenters.js";
 import { checkOwnership, optionalOrganization, resolveOrganization } from "../resolve.js";
@@ -19,16 +13,6 @@ import { roleIn } from "../../auth/authenticate.js";
 async function dataCentersById(db: Kysely<Database>): Promise<Map<string, DataCentersTable>> {
   const rows = await db.selectFrom("data_centers").selectAll().execute();
   return new Map(rows.map((r) => [r.id, r]));
-}
-
-async function paged<T>(
-  page: Page,
-  count: () => Promise<number>,
-  rows: (limit: number, offset: number) => Promise<T[]>,
-) {
-  const total = await count();
-  const items = await rows(page.perPage, (page.page - 1) * page.perPage);
-  return { pagination: paginationObject(page, total), items };
 }
 
 async function findDataCenter(context: OperationContext): Promise<DataCentersTable> {
@@ -204,19 +188,8 @@ export const catalogOperations: Operation[] = [
             ? eb.or([eb("privacy", "=", "public"), eb("organization_id", "=", org.id)])
             : eb("privacy", "=", "public"),
         );
-      const { pagination: p, items } = await paged(
-        page,
-        async () =>
-          Number((await base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).n),
-        (limit, offset) =>
-          base
-            .selectAll()
-            .orderBy("memory_in_gb")
-            .orderBy("cpu_cores")
-            .orderBy("id")
-            .limit(limit)
-            .offset(offset)
-            .execute(),
+      const { pagination: p, items } = await pageOf(page, base, (q) =>
+        q.selectAll().orderBy("memory_in_gb").orderBy("cpu_cores").orderBy("id"),
       );
       return { body: { pagination: p, virtual_machine_packages: items.map(present.virtualMachinePackage) } };
     },
@@ -282,12 +255,8 @@ export const catalogOperations: Operation[] = [
         if (!name) throw new ApiError("operating_system_not_found");
         base = base.where("operating_system_name", "=", name);
       }
-      const { pagination: p, items } = await paged(
-        page,
-        async () =>
-          Number((await base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).n),
-        (limit, offset) =>
-          base.selectAll().orderBy("name").orderBy("id").limit(limit).offset(offset).execute(),
+      const { pagination: p, items } = await pageOf(page, base, (q) =>
+        q.selectAll().orderBy("name").orderBy("id"),
       );
       const latest = await latestVersions(
         context.services.db,
@@ -342,11 +311,8 @@ export const catalogOperations: Operation[] = [
       const base = context.services.db
         .selectFrom("disk_template_versions")
         .where("disk_template_id", "=", template.id);
-      const { pagination: p, items } = await paged(
-        page,
-        async () =>
-          Number((await base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).n),
-        (limit, offset) => base.selectAll().orderBy("number", "desc").limit(limit).offset(offset).execute(),
+      const { pagination: p, items } = await pageOf(page, base, (q) =>
+        q.selectAll().orderBy("number", "desc"),
       );
       return {
         body: {
@@ -451,12 +417,8 @@ export const catalogOperations: Operation[] = [
       const dcs = await dataCentersById(context.services.db);
       const page = pagination(context.args);
       const base = context.services.db.selectFrom("virtual_networks").where("organization_id", "=", org.id);
-      const { pagination: p, items } = await paged(
-        page,
-        async () =>
-          Number((await base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).n),
-        (limit, offset) =>
-          base.selectAll().orderBy("name").orderBy("id").limit(limit).offset(offset).execute(),
+      const { pagination: p, items } = await pageOf(page, base, (q) =>
+        q.selectAll().orderBy("name").orderBy("id"),
       );
       return {
         body: {
@@ -506,12 +468,8 @@ export const catalogOperations: Operation[] = [
       await resolveOrganization(context);
       const page = pagination(context.args);
       const base = context.services.db.selectFrom("network_speed_profiles");
-      const { pagination: p, items } = await paged(
-        page,
-        async () =>
-          Number((await base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).n),
-        (limit, offset) =>
-          base.selectAll().orderBy("name").orderBy("id").limit(limit).offset(offset).execute(),
+      const { pagination: p, items } = await pageOf(page, base, (q) =>
+        q.selectAll().orderBy("name").orderBy("id"),
       );
       return { body: { pagination: p, network_speed_profiles: items.map(present.networkSpeedProfile) } };
     },
@@ -527,12 +485,8 @@ export const catalogOperations: Operation[] = [
       await resolveOrganization(context);
       const page = pagination(context.args);
       const base = context.services.db.selectFrom("disk_io_profiles");
-      const { pagination: p, items } = await paged(
-        page,
-        async () =>
-          Number((await base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).n),
-        (limit, offset) =>
-          base.selectAll().orderBy("name").orderBy("id").limit(limit).offset(offset).execute(),
+      const { pagination: p, items } = await pageOf(page, base, (q) =>
+        q.selectAll().orderBy("name").orderBy("id"),
       );
       return { body: { pagination: p, disk_io_profiles: items.map(present.diskIOProfile) } };
     },
@@ -566,12 +520,7 @@ export const catalogOperations: Operation[] = [
       const org = await resolveOrganization(context);
       const page = pagination(context.args);
       const base = context.services.db.selectFrom("tags").where("organization_id", "=", org.id);
-      const { pagination: p, items } = await paged(
-        page,
-        async () =>
-          Number((await base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).n),
-        (limit, offset) => base.selectAll().orderBy("name").limit(limit).offset(offset).execute(),
-      );
+      const { pagination: p, items } = await pageOf(page, base, (q) => q.selectAll().orderBy("name"));
       return {
         body: { pagination: p, tags: items.map((t) => ({ id: t.id, name: t.name, color: t.color })) },
       };
@@ -591,12 +540,8 @@ export const catalogOperations: Operation[] = [
         .selectFrom("disks")
         .where("organization_id", "=", org.id)
         .where("state", "!=", "deleted");
-      const { pagination: p, items } = await paged(
-        page,
-        async () =>
-          Number((await base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).n),
-        (limit, offset) =>
-          base.selectAll().orderBy("created_at").orderBy("id").limit(limit).offset(offset).execute(),
+      const { pagination: p, items } = await pageOf(page, base, (q) =>
+        q.selectAll().orderBy("created_at").orderBy("id"),
       );
       const vmIds = [
         ...new Set(items.map((d) => d.virtual_machine_id).filter((id): id is string => id !== null)),

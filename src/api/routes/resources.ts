@@ -7,12 +7,12 @@ import {
   enumArgument,
   keyValueArray,
   pagination,
-  paginationObject,
   requireLookup,
   requireString,
   stringArgument,
 } from "../arguments.js";
 import type { Operation } from "../operation.js";
+import { pageOf } from "../paging.js";
 import * as present from "../presenters.js";
 import { checkOwnership, resolveOrganization } from "../resolve.js";
 import { ipAddressView, virtualMachineListItem } from "../views.js";
@@ -45,19 +45,12 @@ export const resourceOperations: Operation[] = [
             .where("value", "=", filter.value),
         );
       }
-      const total = Number(
-        (await base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).n,
+      const { pagination: paged, items: rows } = await pageOf(page, base, (q) =>
+        q.selectAll().orderBy("created_at").orderBy("id"),
       );
-      const rows = await base
-        .selectAll()
-        .orderBy("created_at")
-        .orderBy("id")
-        .limit(page.perPage)
-        .offset((page.page - 1) * page.perPage)
-        .execute();
       return {
         body: {
-          pagination: paginationObject(page, total),
+          pagination: paged,
           virtual_machines: await Promise.all(rows.map((vm) => virtualMachineListItem(db, vm))),
         },
       };
@@ -78,19 +71,12 @@ export const resourceOperations: Operation[] = [
       let base = db.selectFrom("ip_addresses").where("organization_id", "=", org.id);
       if (allocated === true) base = base.where("allocation_id", "is not", null);
       if (allocated === false) base = base.where("allocation_id", "is", null);
-      const total = Number(
-        (await base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).n,
+      const { pagination: paged, items: rows } = await pageOf(page, base, (q) =>
+        q.selectAll().orderBy("ip_version").orderBy("address_key"),
       );
-      const rows = await base
-        .selectAll()
-        .orderBy("ip_version")
-        .orderBy("address_key")
-        .limit(page.perPage)
-        .offset((page.page - 1) * page.perPage)
-        .execute();
       return {
         body: {
-          pagination: paginationObject(page, total),
+          pagination: paged,
           ip_addresses: rows.map((ip) => present.ipAddressListItem(ip, baseDomain)),
         },
       };
@@ -206,17 +192,10 @@ export const resourceOperations: Operation[] = [
       const org = await resolveOrganization(context);
       const page = pagination(context.args);
       const base = context.services.db.selectFrom("ssh_keys").where("organization_id", "=", org.id);
-      const total = Number(
-        (await base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).n,
+      const { pagination: paged, items: rows } = await pageOf(page, base, (q) =>
+        q.selectAll().orderBy("created_at").orderBy("id"),
       );
-      const rows = await base
-        .selectAll()
-        .orderBy("created_at")
-        .orderBy("id")
-        .limit(page.perPage)
-        .offset((page.page - 1) * page.perPage)
-        .execute();
-      return { body: { pagination: paginationObject(page, total), ssh_keys: rows.map(present.sshKey) } };
+      return { body: { pagination: paged, ssh_keys: rows.map(present.sshKey) } };
     },
   },
   {

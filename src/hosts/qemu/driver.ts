@@ -257,7 +257,6 @@ export class QemuDriver implements HostDriver {
     }
   }
 
-
   /** The live QEMU process of a VM: the pid file's process, if it really is this VM's QEMU. */
   private pid(vmId: string): number | undefined {
     let pid: number;

@@ -85,7 +85,6 @@ export class NamespaceNetwork {
     });
   }
 
-
   /** Runs a command inside the namespace. */
   command(file: string, args: string[]): [string, string[]] {
     return ["ip", ["netns", "exec", this.namespace, file, ...args]];
