@@ -16,6 +16,7 @@ import { promisify } from "node:util";
 import { addSshKey, createApiToken, createOrganization } from "../src/catalog/accounts.js";
 import { applyCatalog } from "../src/catalog/apply.js";
 import { readCatalogFile } from "../src/catalog/catalog-file.js";
+import { hostTscKhz } from "../src/hosts/qemu/accel.js";
 import { qemuArgs } from "../src/hosts/qemu/args.js";
 import { buildDemoTemplate, demoTemplateExists, demoTemplateFiles } from "../src/hosts/qemu/demo-template.js";
 import { renderSeed } from "../src/hosts/qemu/seed.js";
@@ -27,6 +28,7 @@ const args = process.argv.slice(2);
 const option = (name: string, fallback: number) =>
   args.includes(`--${name}`) ? Number(args[args.indexOf(`--${name}`) + 1]) : fallback;
 const BUILDS = option("builds", 5);
+const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 const CONCURRENT = option("concurrent", 20);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -84,6 +86,7 @@ async function main() {
   const xml = readFileSync(projectPath("examples/web.xml"), "utf8");
   await server.agent!.start();
 
+  log("catalog ready; warm-up build");
   // Warm-up build (the accelerator probe and first QEMU start happen here).
   const warm = await call("POST", "/organizations/_/virtual_machines/build_from_spec", {
     organization: { sub_domain: "bench" },
@@ -109,10 +112,12 @@ async function main() {
     await call("DELETE", `/virtual_machines/_?virtual_machine[id]=${vmId}`);
   }
 
+  log(`sequential builds done: ${toReady.join(", ")} ms`);
   // The raw boot: the same template, started by hand with the same command line, to the same marker.
   const raw: number[] = [];
   for (let i = 0; i < BUILDS; i++) raw.push(await rawBoot(files));
 
+  log(`raw boots done: ${raw.join(", ")} ms`);
   // 20 builds accepted at once on one host.
   const burstStart = Date.now();
   const burst = await Promise.all(
@@ -230,7 +235,7 @@ async function rawBoot(files: ReturnType<typeof demoTemplateFiles>): Promise<num
   };
   writeFileSync(paths.console, "");
   const started = Date.now();
-  await exec("qemu-system-x86_64", qemuArgs(vm, paths, "tcg", "user"));
+  await exec("qemu-system-x86_64", qemuArgs(vm, paths, "tcg", "user", hostTscKhz()));
   while (!readFileSync(paths.console, "utf8").includes(`TREBUCHET-READY ${vm.id}`)) await sleep(20);
   const elapsed = Date.now() - started;
   const pid = Number(readFileSync(paths.pid, "utf8"));

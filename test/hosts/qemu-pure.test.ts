@@ -43,12 +43,13 @@ const paths = {
 
 describe("QEMU command line", () => {
   it("boots kernel templates on microvm with virtio devices, QMP, a console file, daemonized", () => {
-    const args = qemuArgs(vm, paths, "tcg", "tap");
+    const args = qemuArgs(vm, paths, "tcg", "tap", 2_596_118);
     const joined = args.join(" ");
     expect(joined).toContain("-machine microvm,acpi=on");
     expect(joined).toContain("-accel tcg -cpu max -smp 2 -m 1024");
     expect(joined).toContain("-kernel /t/vmlinuz");
     expect(joined).toContain("-initrd /t/initrd.img");
+    expect(args[args.indexOf("-append") + 1]).toBe("console=ttyS0 quiet panic=-1 tsc_early_khz=2596118");
     expect(joined).toContain("-qmp unix:/vms/x/qmp.sock,server=on,wait=off");
     expect(joined).toContain("-chardev file,id=serial0,path=/vms/x/console.log,append=on");
     expect(joined).toContain("-daemonize");

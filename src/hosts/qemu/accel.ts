@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import type { Accelerator } from "./args.js";
 
 /**
@@ -47,4 +47,21 @@ export async function probeAccelerator(
   return /Linux version/.test(output)
     ? { accelerator: "kvm", reason: "a probe guest booted under KVM" }
     : { accelerator: "tcg", reason: "/dev/kvm exists but a probe guest did not boot under KVM" };
+}
+
+/** The host's TSC rate in kHz (sysfs when the kernel exports it, else cpu0's MHz), or undefined. */
+export function hostTscKhz(): number | undefined {
+  try {
+    const khz = Number(readFileSync("/sys/devices/system/cpu/cpu0/tsc_freq_khz", "utf8").trim());
+    if (Number.isFinite(khz) && khz > 0) return Math.round(khz);
+  } catch {
+    // not exported by this kernel
+  }
+  try {
+    const mhz = /^cpu MHz\s*:\s*([0-9.]+)/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1];
+    if (mhz && Number(mhz) > 0) return Math.round(Number(mhz) * 1000);
+  } catch {
+    // no /proc
+  }
+  return undefined;
 }

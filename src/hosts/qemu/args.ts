@@ -33,6 +33,7 @@ export function qemuArgs(
   paths: VmPaths,
   accelerator: Accelerator,
   networking: Networking,
+  hostTscKhz?: number,
 ): string[] {
   const microvm = vm.template.kind === "kernel";
   const device = (kind: "blk" | "net") => (microvm ? `virtio-${kind}-device` : `virtio-${kind}-pci`);
@@ -63,7 +64,10 @@ export function qemuArgs(
     "-daemonize",
   ];
   if (microvm) {
-    args.push("-kernel", vm.template.kernel!, "-append", "console=ttyS0 quiet panic=-1");
+    // A guest starved of CPU (TCG, several booting at once) cannot calibrate its TSC against the
+    // PIT and hangs; microvm has no HPET to fall back on. The guest TSC runs at the host's rate.
+    const tsc = hostTscKhz ? ` tsc_early_khz=${hostTscKhz}` : "";
+    args.push("-kernel", vm.template.kernel!, "-append", `console=ttyS0 quiet panic=-1${tsc}`);
     if (vm.template.initrd) args.push("-initrd", vm.template.initrd);
   }
   vm.disks.forEach((disk, i) => {

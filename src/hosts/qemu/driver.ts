@@ -5,7 +5,7 @@ import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { HostError, type HostDriver, type PowerState, type VmDefinition } from "../driver.js";
 import { withReverter } from "../reverter.js";
-import { probeAccelerator } from "./accel.js";
+import { hostTscKhz, probeAccelerator } from "./accel.js";
 import { bridgeName, qemuArgs, tapName, type Accelerator, type Networking, type VmPaths } from "./args.js";
 import { NamespaceNetwork, namespacesAvailable } from "./network.js";
 import { qmp } from "./qmp.js";
@@ -39,6 +39,8 @@ export class QemuDriver implements HostDriver {
   private networking: Networking = "tap";
   private network: NamespaceNetwork | undefined;
   private readonly log: (message: string) => void;
+  /** VMs whose taps `create` has just made, so the first `start` need not check them again. */
+  private readonly networkReady = new Set<string>();
 
   constructor(private readonly options: QemuDriverOptions) {
     this.name = options.name;
@@ -106,44 +108,40 @@ export class QemuDriver implements HostDriver {
       writeFileSync(join(paths.directory, "definition.json"), JSON.stringify(vm, null, 2));
       writeFileSync(paths.console, "");
 
-      for (const disk of vm.disks) {
-        if (disk.existingPath) continue;
-        const args = disk.system
-          ? [
-              "create",
-              "-q",
-              "-f",
-              "qcow2",
-              "-b",
-              vm.template.image,
-              "-F",
-              "qcow2",
-              paths.disk(disk.id),
-              `${disk.sizeInGb}G`,
-            ]
-          : ["create", "-q", "-f", "qcow2", paths.disk(disk.id), `${disk.sizeInGb}G`];
-        await run("qemu-img", args, `creating disk ${disk.id}`);
-      }
-
+      // Disks, seed and network do not depend on each other: make them at once.
+      const disks = vm.disks
+        .filter((disk) => !disk.existingPath)
+        .map((disk) => {
+          const backing = disk.system ? ["-b", vm.template.image, "-F", "qcow2"] : [];
+          return run(
+            "qemu-img",
+            ["create", "-q", "-f", "qcow2", ...backing, paths.disk(disk.id), `${disk.sizeInGb}G`],
+            `creating disk ${disk.id}`,
+          );
+        });
       const seedDir = join(paths.directory, "seed");
       for (const [name, content] of renderSeed(vm)) {
         const file = join(seedDir, name);
         mkdirSync(dirname(file), { recursive: true });
         writeFileSync(file, content);
       }
-      await run(
+      const seed = run(
         "genisoimage",
         ["-quiet", "-output", paths.seedIso, "-volid", "cidata", "-joliet", "-rock", seedDir],
         "making the seed",
       );
-
-      if (this.network) {
+      const network = (async () => {
+        if (!this.network) return;
         for (const nic of vm.interfaces) {
+          reverter.add(`tap ${tapName(nic.id)}`, () => this.network!.removeTap(tapName(nic.id)));
           await this.network.ensureBridge(bridgeName(nic.segment), nic.gatewayCidrs);
           await this.network.ensureTap(tapName(nic.id), bridgeName(nic.segment));
-          reverter.add(`tap ${tapName(nic.id)}`, () => this.network!.removeTap(tapName(nic.id)));
         }
-      }
+      })();
+      const results = await Promise.allSettled([...disks, seed, network]);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed) throw failed.reason;
+      this.networkReady.add(vm.id);
     });
   }
 
@@ -151,7 +149,7 @@ export class QemuDriver implements HostDriver {
     if ((await this.state(vmId)) === "running") return;
     const vm = this.definition(vmId);
     const paths = this.paths(vmId);
-    if (this.network) {
+    if (this.network && !this.networkReady.delete(vmId)) {
       // Taps do not survive a host reboot; the definition says what they should be.
       for (const nic of vm.interfaces) {
         await this.network.ensureBridge(bridgeName(nic.segment), nic.gatewayCidrs);
@@ -160,7 +158,7 @@ export class QemuDriver implements HostDriver {
     }
     this.accelerator ??= await this.probe(vm);
     rmSync(paths.qmp, { force: true });
-    const args = qemuArgs(vm, paths, this.accelerator, this.networking);
+    const args = qemuArgs(vm, paths, this.accelerator, this.networking, hostTscKhz());
     const [file, argv] = this.network
       ? this.network.command("qemu-system-x86_64", args)
       : ["qemu-system-x86_64", args];
@@ -178,7 +176,7 @@ export class QemuDriver implements HostDriver {
     const paths = this.paths(vmId);
     const deadline = Date.now() + timeoutMs;
     const ready = `${READY_MARKER} ${vmId}`;
-    let graceAfterExit = 2;
+    let graceAfterExit = 8;
     for (;;) {
       const text = await readFrom(paths.console, since);
       if (text.includes(ready)) return;
@@ -189,7 +187,7 @@ export class QemuDriver implements HostDriver {
       }
       if (Date.now() > deadline)
         throw new HostError(`the guest was not ready within ${Math.round(timeoutMs / 1000)} s`);
-      await sleep(100);
+      await sleep(25);
     }
   }
 
