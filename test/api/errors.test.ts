@@ -616,6 +616,19 @@ describe.each(DIALECTS)("documented errors on %s", (dialect) => {
         headers,
       });
       expectError(other, "idempotency_key_reused");
+      // After 24 hours the key is free for a new request.
+      await api.server.store.db
+        .updateTable("idempotency_keys")
+        .set({ expires_at: Math.floor(Date.now() / 1000) - 1 })
+        .where("key", "=", "build-idem-01")
+        .execute();
+      const later = await api.call("POST", BUILD, {
+        token: acme.acmeToken,
+        body: { ...body, xml: WEB_XML.replace("web-01", "idem-03") },
+        headers,
+      });
+      expect(later.statusCode, later.body).toBe(201);
+      expect(later.headers["idempotent-replayed"]).toBeUndefined();
     });
   });
 

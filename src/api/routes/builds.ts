@@ -108,14 +108,23 @@ function idempotencyKey(context: OperationContext): string | undefined {
 
 /** A stored response for this key, replayed; or a 422 when the key came with another request. */
 async function replay(context: OperationContext, key: string, hash: string) {
-  const row = await context.services.db
+  const { db } = context.services;
+  const row = await db
     .selectFrom("idempotency_keys")
     .selectAll()
     .where("identity_id", "=", context.identity.id)
     .where("key", "=", key)
-    .where("expires_at", ">", Math.floor(Date.now() / 1000))
     .executeTakeFirst();
   if (!row) return undefined;
+  if (row.expires_at <= Math.floor(Date.now() / 1000)) {
+    // An expired key is free again: forget the old answer so the new request can record its own.
+    await db
+      .deleteFrom("idempotency_keys")
+      .where("identity_id", "=", row.identity_id)
+      .where("key", "=", key)
+      .execute();
+    return undefined;
+  }
   if (row.request_hash !== hash) throw new ApiError("idempotency_key_reused", { key });
   return {
     status: row.response_status,
