@@ -92,7 +92,7 @@ async function main() {
     organization: { sub_domain: "bench" },
     xml: xml.replace("web-01", "warm"),
   });
-  await waitBuild(call, warm.virtual_machine_build.id);
+  const warmBuild = await waitBuild(call, warm.virtual_machine_build.id);
 
   const toStart: number[] = [];
   const toReady: number[] = [];
@@ -155,6 +155,9 @@ async function main() {
   );
   console.log(
     `  ${CONCURRENT} builds at once on one host: ${completed}/${CONCURRENT} complete in ${burstSeconds.toFixed(1)} s`,
+  );
+  await call("DELETE", `/virtual_machines/_?virtual_machine[id]=${warmBuild.virtual_machine?.id}`).catch(
+    () => undefined,
   );
   for (const b of burstResults)
     await call("DELETE", `/virtual_machines/_?virtual_machine[id]=${b.virtual_machine?.id}`).catch(
