@@ -15,6 +15,28 @@ export async function annotationsOf(db: Kysely<Database>, objectType: string, ob
   return rows.map((r) => ({ key: r.key, value: r.value ?? "" }));
 }
 
+async function zoneOf(db: Kysely<Database>, zoneId: string) {
+  const zone = await db.selectFrom("zones").selectAll().where("id", "=", zoneId).executeTakeFirstOrThrow();
+  const dc = await db
+    .selectFrom("data_centers")
+    .selectAll()
+    .where("id", "=", zone.data_center_id)
+    .executeTakeFirstOrThrow();
+  return { zone, dc };
+}
+
+/** A VM's addresses, IPv4 first, in address order. */
+function addressesOf(db: Kysely<Database>, vmId: string) {
+  return db
+    .selectFrom("ip_addresses")
+    .select(["id", "address"])
+    .where("allocation_type", "=", "VirtualMachine")
+    .where("allocation_id", "=", vmId)
+    .orderBy("ip_version")
+    .orderBy("address_key")
+    .execute();
+}
+
 export async function ipAddressView(db: Kysely<Database>, ipId: string, baseDomain: string) {
   const ip = await db.selectFrom("ip_addresses").selectAll().where("id", "=", ipId).executeTakeFirstOrThrow();
   const subnet = await db
@@ -36,16 +58,7 @@ export async function ipAddressView(db: Kysely<Database>, ipId: string, baseDoma
 }
 
 export async function virtualMachineView(db: Kysely<Database>, vm: VirtualMachinesTable, baseDomain: string) {
-  const zone = await db
-    .selectFrom("zones")
-    .selectAll()
-    .where("id", "=", vm.zone_id)
-    .executeTakeFirstOrThrow();
-  const dc = await db
-    .selectFrom("data_centers")
-    .selectAll()
-    .where("id", "=", zone.data_center_id)
-    .executeTakeFirstOrThrow();
+  const { zone, dc } = await zoneOf(db, vm.zone_id);
   const org = await db
     .selectFrom("organizations")
     .selectAll()
@@ -71,14 +84,7 @@ export async function virtualMachineView(db: Kysely<Database>, vm: VirtualMachin
     .where("virtual_machine_tags.virtual_machine_id", "=", vm.id)
     .orderBy("virtual_machine_tags.position")
     .execute();
-  const ips = await db
-    .selectFrom("ip_addresses")
-    .select("id")
-    .where("allocation_type", "=", "VirtualMachine")
-    .where("allocation_id", "=", vm.id)
-    .orderBy("ip_version")
-    .orderBy("address_key")
-    .execute();
+  const ips = await addressesOf(db, vm.id);
   return {
     id: vm.id,
     name: vm.name,
@@ -107,27 +113,11 @@ export async function virtualMachineView(db: Kysely<Database>, vm: VirtualMachin
 }
 
 export async function virtualMachineListItem(db: Kysely<Database>, vm: VirtualMachinesTable) {
-  const zone = await db
-    .selectFrom("zones")
-    .selectAll()
-    .where("id", "=", vm.zone_id)
-    .executeTakeFirstOrThrow();
-  const dc = await db
-    .selectFrom("data_centers")
-    .selectAll()
-    .where("id", "=", zone.data_center_id)
-    .executeTakeFirstOrThrow();
+  const { zone, dc } = await zoneOf(db, vm.zone_id);
   const pkg = vm.package_id
     ? await db.selectFrom("packages").select("name").where("id", "=", vm.package_id).executeTakeFirst()
     : undefined;
-  const ips = await db
-    .selectFrom("ip_addresses")
-    .select("address")
-    .where("allocation_type", "=", "VirtualMachine")
-    .where("allocation_id", "=", vm.id)
-    .orderBy("ip_version")
-    .orderBy("address_key")
-    .execute();
+  const ips = await addressesOf(db, vm.id);
   return {
     id: vm.id,
     name: vm.name,

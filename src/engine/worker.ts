@@ -1,4 +1,4 @@
-import type { Kysely } from "kysely";
+import { sql, type Kysely, type SqlBool } from "kysely";
 import { HostError, type HostDriver, type StepTimeouts } from "../hosts/driver.js";
 import {
   randomAlphanumeric,
@@ -159,16 +159,7 @@ export class Worker {
         .where((eb) =>
           eb.or([
             eb("state", "=", "pending"),
-            eb.and([
-              eb("state", "=", "building"),
-              eb.or([
-                eb("lease_expires_at", "<", t),
-                eb.and([
-                  eb("lease_owner", "like", `${this.options.hostName}:%`),
-                  eb("lease_owner", "!=", this.owner),
-                ]),
-              ]),
-            ]),
+            eb.and([eb("state", "=", "building"), this.abandonedLease(t)]),
           ]),
         )
         .orderBy("created_at")
@@ -206,6 +197,14 @@ export class Worker {
     }
     this.spawn(() => this.executeBuild(claimed.id));
     return true;
+  }
+
+  /**
+   * A lease nobody holds any more: expired, or held by an earlier incarnation of this
+   * host's worker (one worker per host, so that one is dead). Builds and tasks share it.
+   */
+  private abandonedLease(t: number) {
+    return sql<SqlBool>`(lease_expires_at < ${t} or (lease_owner like ${`${this.options.hostName}:%`} and lease_owner <> ${this.owner}))`;
   }
 
   private async vmNeeds(db: Kysely<Database>, buildId: string) {
@@ -438,16 +437,7 @@ export class Worker {
         .where((eb) =>
           eb.or([
             eb("status", "=", "pending"),
-            eb.and([
-              eb("status", "=", "running"),
-              eb.or([
-                eb("lease_expires_at", "<", t),
-                eb.and([
-                  eb("lease_owner", "like", `${this.options.hostName}:%`),
-                  eb("lease_owner", "!=", this.owner),
-                ]),
-              ]),
-            ]),
+            eb.and([eb("status", "=", "running"), this.abandonedLease(t)]),
           ]),
         )
         .orderBy("created_at")
