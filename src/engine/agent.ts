@@ -47,6 +47,7 @@ export class HostAgent {
         this.driver = new QemuDriver({
           name: host.name,
           vmsDir: join(this.options.dataDir, "vms"),
+          cacheDir: join(this.options.dataDir, "cache"),
           namespace: host.namespace,
           log: (message) => this.options.log(message),
         });

@@ -58,6 +58,8 @@ export class Worker {
   private loop: Promise<void> | undefined;
   private host!: HostsTable;
   private wake: (() => void) | undefined;
+  /** Set by a poke that arrives while the loop is busy, so it looks again instead of sleeping. */
+  private poked = false;
   private readonly concurrency: number;
   private readonly active = new Set<Promise<void>>();
 
@@ -104,13 +106,14 @@ export class Worker {
       .catch((error: Error) => this.log("job failed unexpectedly", { err: error.message }))
       .finally(() => {
         this.active.delete(running);
-        this.wake?.();
+        this.poke();
       });
     this.active.add(running);
   }
 
   /** Looks for work now instead of at the next poll (called when a build is accepted in-process). */
   poke(): void {
+    this.poked = true;
     this.wake?.();
   }
 
@@ -118,6 +121,7 @@ export class Worker {
     let lastReconcile = Date.now();
     while (this.running) {
       let worked = false;
+      this.poked = false;
       try {
         if (this.active.size < this.concurrency)
           worked = (await this.claimBuild()) || (await this.claimTask());
@@ -128,7 +132,7 @@ export class Worker {
       } catch (error) {
         this.log("worker loop error", { err: (error as Error).message });
       }
-      if (!worked && this.running) {
+      if (!worked && !this.poked && this.running) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, this.pollMs);
           this.wake = () => {

@@ -13,7 +13,7 @@ driverConformance(
     const namespace = uniqueNamespace();
     const vmsDir = mkdtempSync(join(tmpdir(), "trebuchet-driver-"));
     return {
-      driver: new QemuDriver({ name: "conformance", vmsDir, namespace }),
+      driver: new QemuDriver({ name: "conformance", vmsDir, cacheDir: `${vmsDir}-cache`, namespace }),
       vm: (id) => ({
         id,
         hostname: "conformance",
@@ -37,6 +37,7 @@ driverConformance(
       cleanup: async () => {
         await removeNamespace(namespace);
         rmSync(vmsDir, { recursive: true, force: true });
+        rmSync(`${vmsDir}-cache`, { recursive: true, force: true });
       },
     };
   },

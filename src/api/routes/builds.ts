@@ -181,6 +181,7 @@ async function buildFromModel(
       },
       randomHostname,
     );
+    context.services.notifyWork?.();
     return created({ accepted, annotations });
   } catch (error) {
     if (error instanceof ReservationFailed) throw validationError(located(error.problems, sources));

@@ -1,5 +1,15 @@
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  watch,
+  writeFileSync,
+  type FSWatcher,
+} from "node:fs";
 import { open } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
@@ -7,7 +17,8 @@ import { HostError, type HostDriver, type PowerState, type VmDefinition } from "
 import { withReverter } from "../reverter.js";
 import { hostTscKhz, probeAccelerator } from "./accel.js";
 import { bridgeName, qemuArgs, tapName, type Accelerator, type Networking, type VmPaths } from "./args.js";
-import { NamespaceNetwork, namespacesAvailable } from "./network.js";
+import { NamespaceNetwork, namespacesAvailable, type Port } from "./network.js";
+import { DiskPrototypes } from "./disk-prototypes.js";
 import { qmp } from "./qmp.js";
 import { renderSeed } from "./seed.js";
 
@@ -22,6 +33,8 @@ export interface QemuDriverOptions {
   name: string;
   /** Where each VM's directory (disks, seed, console, QMP socket, pid file) lives. */
   vmsDir: string;
+  /** Reusable host files that belong to no VM (disk prototypes). */
+  cacheDir: string;
   /** Network namespace for VM networking; null = user-mode networking. */
   namespace: string | null;
   log?: (message: string) => void;
@@ -42,8 +55,11 @@ export class QemuDriver implements HostDriver {
   /** VMs whose taps `create` has just made, so the first `start` need not check them again. */
   private readonly networkReady = new Set<string>();
 
+  private readonly prototypes: DiskPrototypes;
+
   constructor(private readonly options: QemuDriverOptions) {
     this.name = options.name;
+    this.prototypes = new DiskPrototypes(join(options.cacheDir, "disk-prototypes"));
     this.log = options.log ?? (() => undefined);
   }
 
@@ -111,14 +127,12 @@ export class QemuDriver implements HostDriver {
       // Disks, seed and network do not depend on each other: make them at once.
       const disks = vm.disks
         .filter((disk) => !disk.existingPath)
-        .map((disk) => {
-          const backing = disk.system ? ["-b", vm.template.image, "-F", "qcow2"] : [];
-          return run(
-            "qemu-img",
-            ["create", "-q", "-f", "qcow2", ...backing, paths.disk(disk.id), `${disk.sizeInGb}G`],
-            `creating disk ${disk.id}`,
-          );
-        });
+        .map((disk) =>
+          this.prototypes.copy(
+            { sizeInGb: disk.sizeInGb, backing: disk.system ? vm.template.image : null },
+            paths.disk(disk.id),
+          ),
+        );
       const seedDir = join(paths.directory, "seed");
       for (const [name, content] of renderSeed(vm)) {
         const file = join(seedDir, name);
@@ -132,11 +146,8 @@ export class QemuDriver implements HostDriver {
       );
       const network = (async () => {
         if (!this.network) return;
-        for (const nic of vm.interfaces) {
-          reverter.add(`tap ${tapName(nic.id)}`, () => this.network!.removeTap(tapName(nic.id)));
-          await this.network.ensureBridge(bridgeName(nic.segment), nic.gatewayCidrs);
-          await this.network.ensureTap(tapName(nic.id), bridgeName(nic.segment));
-        }
+        reverter.add("taps", () => this.network!.unplug(vm.interfaces.map((nic) => tapName(nic.id))));
+        await this.network.plug(ports(vm));
       })();
       const results = await Promise.allSettled([...disks, seed, network]);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
@@ -151,10 +162,7 @@ export class QemuDriver implements HostDriver {
     const paths = this.paths(vmId);
     if (this.network && !this.networkReady.delete(vmId)) {
       // Taps do not survive a host reboot; the definition says what they should be.
-      for (const nic of vm.interfaces) {
-        await this.network.ensureBridge(bridgeName(nic.segment), nic.gatewayCidrs);
-        await this.network.ensureTap(tapName(nic.id), bridgeName(nic.segment));
-      }
+      await this.network.plug(ports(vm));
     }
     this.accelerator ??= await this.probe(vm);
     rmSync(paths.qmp, { force: true });
@@ -176,18 +184,31 @@ export class QemuDriver implements HostDriver {
     const paths = this.paths(vmId);
     const deadline = Date.now() + timeoutMs;
     const ready = `${READY_MARKER} ${vmId}`;
+    const failedMarker = new RegExp(`${FAILED_MARKER} (.*)\r?\n`);
     let graceAfterExit = 8;
-    for (;;) {
-      const text = await readFrom(paths.console, since);
-      if (text.includes(ready)) return;
-      const failed = new RegExp(`${FAILED_MARKER} (.*)`).exec(text);
-      if (failed) throw new HostError(`the guest reported: ${failed[1]!.trim()}`);
-      if ((await this.state(vmId)) !== "running" && --graceAfterExit < 0) {
-        throw new HostError("the VM stopped before it was ready");
+    let offset = since;
+    // The console read so far from its last complete line on: markers are whole lines.
+    let pending = "";
+    // inotify tells us at once when QEMU writes the console; the timer covers what it misses.
+    const changes = new ConsoleChanges(paths.console);
+    try {
+      for (;;) {
+        const chunk = await readBytesFrom(paths.console, offset);
+        offset += chunk.length;
+        pending += chunk.toString("utf8");
+        if (pending.includes(ready)) return;
+        const failed = failedMarker.exec(pending);
+        if (failed) throw new HostError(`the guest reported: ${failed[1]!.trim()}`);
+        pending = pending.slice(pending.lastIndexOf("\n") + 1);
+        if ((await this.state(vmId)) !== "running" && --graceAfterExit < 0) {
+          throw new HostError("the VM stopped before it was ready");
+        }
+        if (Date.now() > deadline)
+          throw new HostError(`the guest was not ready within ${Math.round(timeoutMs / 1000)} s`);
+        await changes.next(100);
       }
-      if (Date.now() > deadline)
-        throw new HostError(`the guest was not ready within ${Math.round(timeoutMs / 1000)} s`);
-      await sleep(25);
+    } finally {
+      changes.close();
     }
   }
 
@@ -228,7 +249,7 @@ export class QemuDriver implements HostDriver {
     const paths = this.paths(vmId);
     await this.stop(vmId);
     if (this.network && existsSync(join(paths.directory, "definition.json"))) {
-      for (const nic of this.definition(vmId).interfaces) await this.network.removeTap(tapName(nic.id));
+      await this.network.unplug(this.definition(vmId).interfaces.map((nic) => tapName(nic.id)));
     }
     rmSync(paths.directory, { recursive: true, force: true });
   }
@@ -273,6 +294,14 @@ export class QemuDriver implements HostDriver {
   }
 }
 
+function ports(vm: VmDefinition): Port[] {
+  return vm.interfaces.map((nic) => ({
+    tap: tapName(nic.id),
+    bridge: bridgeName(nic.segment),
+    gatewayCidrs: nic.gatewayCidrs,
+  }));
+}
+
 async function run(file: string, args: string[], what: string): Promise<void> {
   try {
     await exec(file, args, { timeout: 60_000 });
@@ -285,20 +314,65 @@ async function run(file: string, args: string[], what: string): Promise<void> {
   }
 }
 
+/** Wakes a waiter when a file changes, or after a timeout, whichever comes first. */
+class ConsoleChanges {
+  private watcher: FSWatcher | undefined;
+  private wake: (() => void) | undefined;
+  private changed = false;
+
+  constructor(file: string) {
+    try {
+      this.watcher = watch(file, () => {
+        this.changed = true;
+        this.wake?.();
+      });
+      this.watcher.on("error", () => this.close());
+    } catch {
+      // No inotify: the timeout alone paces the reads.
+    }
+  }
+
+  next(timeoutMs: number): Promise<void> {
+    if (this.changed) {
+      this.changed = false;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    }).then(() => {
+      this.wake = undefined;
+      this.changed = false;
+    });
+  }
+
+  close(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+}
+
 async function readFrom(file: string, offset: number): Promise<string> {
+  return (await readBytesFrom(file, offset)).toString("utf8");
+}
+
+async function readBytesFrom(file: string, offset: number): Promise<Buffer> {
   try {
     const handle = await open(file, "r");
     try {
       const { size } = await handle.stat();
-      if (size <= offset) return "";
+      if (size <= offset) return Buffer.alloc(0);
       const buffer = Buffer.alloc(size - offset);
-      await handle.read(buffer, 0, buffer.length, offset);
-      return buffer.toString("utf8");
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset);
+      return buffer.subarray(0, bytesRead);
     } finally {
       await handle.close();
     }
   } catch {
-    return "";
+    return Buffer.alloc(0);
   }
 }
 

@@ -3,6 +3,13 @@ import { promisify } from "node:util";
 
 const exec = promisify(execFile);
 
+/** A VM interface's tap and the bridge of its network segment. */
+export interface Port {
+  tap: string;
+  bridge: string;
+  gatewayCidrs: string[];
+}
+
 /**
  * VM networking inside a network namespace of Trebuchet's own: one bridge per network
  * segment holding its gateway addresses, one tap per VM interface on that bridge. VM
@@ -11,6 +18,8 @@ const exec = promisify(execFile);
 export class NamespaceNetwork {
   // Link and address changes are serialised: concurrent builds share bridges.
   private queue: Promise<unknown> = Promise.resolve();
+  /** Bridges set up by this process, with the gateway addresses they were given. */
+  private readonly bridges = new Map<string, string>();
 
   constructor(readonly namespace: string) {}
 
@@ -57,8 +66,38 @@ export class NamespaceNetwork {
     ]);
   }
 
-  ensureBridge(bridge: string, gatewayCidrs: string[]): Promise<void> {
-    return this.serial(() => this.bridge(bridge, gatewayCidrs));
+  /**
+   * Puts taps on their bridges, creating what is missing. One `ip -batch` for all taps of a
+   * VM, and bridges this process has already set up are not looked at again: a VM's start
+   * waits on this.
+   */
+  plug(ports: Port[]): Promise<void> {
+    return this.serial(async () => {
+      try {
+        await this.plugOnce(ports);
+      } catch {
+        // A bridge may have been removed behind our back: check every bridge and try again.
+        this.bridges.clear();
+        await this.plugOnce(ports);
+      }
+    });
+  }
+
+  private async plugOnce(ports: Port[]): Promise<void> {
+    for (const port of ports) {
+      const wanted = port.gatewayCidrs.join(" ");
+      if (this.bridges.get(port.bridge) === wanted) continue;
+      await this.bridge(port.bridge, port.gatewayCidrs);
+      this.bridges.set(port.bridge, wanted);
+    }
+    const attach = ports.map((p) => `link set dev ${p.tap} master ${p.bridge} up`);
+    try {
+      await this.batch([...ports.map((p) => `tuntap add dev ${p.tap} mode tap`), ...attach]);
+    } catch (error) {
+      // The taps outlived their VM's QEMU (a restart of a stopped VM): attach them as they are.
+      if (!/busy|exists/i.test((error as Error).message)) throw error;
+      await this.batch(attach);
+    }
   }
 
   private async bridge(bridge: string, gatewayCidrs: string[]): Promise<void> {
@@ -71,17 +110,35 @@ export class NamespaceNetwork {
     await this.ip("link", "set", bridge, "up");
   }
 
-  ensureTap(tap: string, bridge: string): Promise<void> {
+  /** Removes taps; ones already gone are fine. */
+  unplug(taps: string[]): Promise<void> {
+    if (taps.length === 0) return Promise.resolve();
     return this.serial(async () => {
-      if (!(await this.exists(tap))) await this.ip("tuntap", "add", "dev", tap, "mode", "tap");
-      await this.ip("link", "set", tap, "master", bridge);
-      await this.ip("link", "set", tap, "up");
+      try {
+        await this.batch(
+          taps.map((tap) => `link del dev ${tap}`),
+          true,
+        );
+      } catch (error) {
+        const problems = (error as Error).message
+          .split("\n")
+          .filter((line) => line.trim() && !/Cannot find device|Command failed/.test(line));
+        if (problems.length > 0) throw error;
+      }
     });
   }
 
-  removeTap(tap: string): Promise<void> {
-    return this.serial(async () => {
-      if (await this.exists(tap)) await this.ip("link", "del", tap);
+  private async batch(commands: string[], keepGoing = false): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const child = execFile(
+        "ip",
+        ["-n", this.namespace, ...(keepGoing ? ["-force"] : []), "-batch", "-"],
+        (error, _stdout, stderr) => {
+          if (error) reject(new Error(`ip -n ${this.namespace} -batch: ${stderr.trim() || error.message}`));
+          else resolve();
+        },
+      );
+      child.stdin?.end(commands.join("\n") + "\n");
     });
   }
 
