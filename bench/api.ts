@@ -94,6 +94,8 @@ async function serveTrebuchet(dataDir: string): Promise<void> {
     allowedNetworks: [],
   });
   const address = await server.app.listen({ host: "127.0.0.1", port: 0 });
+  // Exit normally on the bench's kill, so SERVER_NODE_OPTIONS="--cpu-prof" can write its profile.
+  process.once("SIGTERM", () => process.exit(0));
   process.send!({ address, token });
 }
 
@@ -112,6 +114,7 @@ async function serveBare(): Promise<void> {
   };
   app.get("/bare", async () => body);
   const address = await app.listen({ host: "127.0.0.1", port: 0 });
+  process.once("SIGTERM", () => process.exit(0));
   process.send!({ address });
 }
 

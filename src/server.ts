@@ -30,6 +30,8 @@ export interface ServerConfig {
   trustedProxies?: string[];
   oauth?: OAuthConfig;
   bodyLimit?: number;
+  /** How long a token or an organization's state may be served from memory (ms; 0 = never). */
+  authCacheMs?: number;
   logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
 }
 
@@ -71,12 +73,16 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
         dialect: store.dialect,
         baseDomain: config.baseDomain,
         snapshots: new SnapshotLoader(store.db),
-        queries: hotQueries(store.db),
+        queries: hotQueries(store.db, config.authCacheMs),
         now: () => Math.floor(Date.now() / 1000),
         closing: closing.signal,
         ...(agent ? { notifyWork: () => agent.poke(), consoles: (vmId: string) => agent.console(vmId) } : {}),
       },
-      authenticator: new Authenticator(store.db, config.oauth ? new OAuthVerifier(config.oauth) : undefined),
+      authenticator: new Authenticator(
+        store.db,
+        config.oauth ? new OAuthVerifier(config.oauth) : undefined,
+        config.authCacheMs,
+      ),
       rateLimiter: new RateLimiter(store.db, config.rateLimits ?? DEFAULT_RATE_LIMITS),
       operations: OPERATIONS,
       ...(config.bodyLimit ? { bodyLimit: config.bodyLimit } : {}),

@@ -3,6 +3,7 @@ import type { Kysely } from "kysely";
 import { ApiError } from "../errors.js";
 import { prepare, type Database, type Role } from "../store/index.js";
 import { CAPABILITY_TYPE, verifyCapability } from "./capabilities.js";
+import { DEFAULT_AUTH_CACHE_MS, FreshnessCache } from "./freshness-cache.js";
 import type { Identity } from "./identity.js";
 import { addressInNetworks } from "./networks.js";
 import type { OAuthVerifier } from "./oauth.js";
@@ -21,6 +22,18 @@ function looksLikeJwt(token: string): boolean {
   return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token);
 }
 
+interface TokenRow {
+  id: string;
+  organization_id: string;
+  user_id: string | null;
+  role: Role;
+  scopes_json: string;
+  allowed_networks_json: string;
+  expires_at: number | null;
+  revoked_at: number | null;
+  last_used_at: number | null;
+}
+
 const invalidToken = (details: string | null = null) => new ApiError("invalid_api_token", { details });
 
 /**
@@ -30,11 +43,14 @@ const invalidToken = (details: string | null = null) => new ApiError("invalid_ap
  */
 export class Authenticator {
   private readonly tokenByHash;
+  private readonly tokens: FreshnessCache<TokenRow>;
 
   constructor(
     private readonly db: Kysely<Database>,
     private readonly oauth?: OAuthVerifier,
+    cacheMs = DEFAULT_AUTH_CACHE_MS,
   ) {
+    this.tokens = new FreshnessCache(cacheMs);
     this.tokenByHash = prepare(
       db,
       (d, hash: string) =>
@@ -66,7 +82,8 @@ export class Authenticator {
   }
 
   private async apiToken(secret: string, callerIp: string): Promise<Identity> {
-    const [row] = await this.tokenByHash(hashSecret(secret));
+    const hash = hashSecret(secret);
+    const row = await this.tokens.get(hash, async () => (await this.tokenByHash(hash))[0]);
     const now = Math.floor(Date.now() / 1000);
     if (!row) throw invalidToken();
     if (row.revoked_at !== null) throw invalidToken("The API token has been revoked");
@@ -76,6 +93,7 @@ export class Authenticator {
       throw new ApiError("unauthorized_network_for_api_token", { ip_address: callerIp });
     }
     if (row.last_used_at === null || now - row.last_used_at >= LAST_USED_RESOLUTION) {
+      row.last_used_at = now;
       await this.db
         .updateTable("api_tokens")
         .set({ last_used_at: now, last_used_ip: callerIp })

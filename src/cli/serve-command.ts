@@ -47,7 +47,15 @@ export function serverConfigFromEnv(
     trustedProxies: proxies,
     ...(oauth ? { oauth } : {}),
     logger: { level: env.TREBUCHET_LOG_LEVEL ?? "info" },
+    ...(env.TREBUCHET_AUTH_CACHE_MS !== undefined
+      ? { authCacheMs: nonNegativeInteger("TREBUCHET_AUTH_CACHE_MS", env.TREBUCHET_AUTH_CACHE_MS) }
+      : {}),
   };
+}
+
+function nonNegativeInteger(name: string, text: string): number {
+  if (!/^[0-9]{1,9}$/.test(text.trim())) throw new Error(`${name} must be a whole number, got "${text}"`);
+  return Number(text.trim());
 }
 
 /** Step timeouts from the environment, in seconds (defaults suit TCG). */

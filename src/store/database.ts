@@ -4,6 +4,7 @@ import SQLite from "better-sqlite3";
 import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase } from "kysely";
 import type pg from "pg";
 import { migrateToLatest } from "./migrate.js";
+import { useReaderConnection } from "./prepared.js";
 import type { Database } from "./schema.js";
 
 export type DialectName = "sqlite" | "postgres";
@@ -110,7 +111,18 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     sqlite.pragma("synchronous = NORMAL");
     sqlite.pragma("foreign_keys = ON");
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
-    store = { db, dialect: "sqlite", location: file, close: () => db.destroy() };
+    const reader = new SQLite(file, { timeout: timeoutMs });
+    reader.pragma("query_only = ON");
+    useReaderConnection(db, reader);
+    store = {
+      db,
+      dialect: "sqlite",
+      location: file,
+      close: async () => {
+        await db.destroy();
+        reader.close();
+      },
+    };
   }
   if (options.migrate !== false) {
     try {

@@ -1,10 +1,24 @@
+import type SQLite from "better-sqlite3";
 import type { CompiledQuery, Compilable, Kysely } from "kysely";
+
+/**
+ * SQLite stores' second connection, for prepared reads. Kysely serialises every query
+ * on its one SQLite connection behind an async lock (a transaction holds it across
+ * awaits); a read on a connection of its own runs at once, synchronously, and WAL gives
+ * it the latest committed state, never another request's uncommitted writes.
+ */
+const readers = new WeakMap<object, SQLite.Database>();
+
+export function useReaderConnection<DB>(db: Kysely<DB>, reader: SQLite.Database): void {
+  readers.set(db, reader);
+}
 
 /**
  * A query built and compiled once, then run with new parameter values: Kysely's
  * builder costs more than a small indexed SQLite lookup, so hot read paths (the
  * token, the task, the organization of every request) skip it. The query is
- * compiled with sentinel values and each call swaps the real values in.
+ * compiled with sentinel values and each call swaps the real values in. On SQLite,
+ * reads run on the reader connection.
  */
 export function prepare<DB, Args extends string[], Row>(
   db: Kysely<DB>,
@@ -16,9 +30,14 @@ export function prepare<DB, Args extends string[], Row>(
   const slots = compiled.parameters.map((p) => sentinels.indexOf(p as string));
   if (sentinels.some((_, i) => !slots.includes(i)))
     throw new Error("every argument must appear as a query parameter");
+  const bind = (args: Args) => compiled.parameters.map((p, i) => (slots[i]! >= 0 ? args[slots[i]!] : p));
+  const reader = readers.get(db);
+  if (reader && /^\s*select\b/i.test(compiled.sql)) {
+    const statement = reader.prepare(compiled.sql);
+    return (...args: Args) => Promise.resolve(statement.all(...bind(args)) as Row[]);
+  }
   return async (...args: Args) => {
-    const parameters = compiled.parameters.map((p, i) => (slots[i]! >= 0 ? args[slots[i]!] : p));
-    const result = await db.executeQuery<Row>({ ...compiled, parameters } as CompiledQuery<Row>);
+    const result = await db.executeQuery<Row>({ ...compiled, parameters: bind(args) } as CompiledQuery<Row>);
     return result.rows;
   };
 }

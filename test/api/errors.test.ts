@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mintCapability } from "../../src/auth/capabilities.js";
 import { createApiToken, createUser, revokeApiToken, setMaintenance } from "../../src/catalog/accounts.js";
 import { ERRORS, type ErrorCode } from "../../src/errors.js";
+import { DEFAULT_AUTH_CACHE_MS } from "../../src/auth/freshness-cache.js";
 import { startTestApi, withTenants, type TestApi } from "../support/api.js";
+import { eventually } from "../support/eventually.js";
 import { DIALECTS } from "../support/stores.js";
 
 const WEB_XML = readFileSync(new URL("../../examples/web.xml", import.meta.url), "utf8");
@@ -96,10 +98,37 @@ describe.each(DIALECTS)("documented errors on %s", (dialect) => {
       const revokedToken = revoked.token;
       expect((await api.call("GET", "/core/v1/data_centers", { token: revokedToken })).statusCode).toBe(200);
       await revokeApiToken(api.server.store.db, revoked.id);
-      expectError(
-        await api.call("GET", "/core/v1/data_centers", { token: revokedToken }),
-        "invalid_api_token",
-      );
+      // Processes trust a token they have just checked for up to the credential cache time.
+      const refused = await eventually(async () => {
+        const response = await api.call("GET", "/core/v1/data_centers", { token: revokedToken });
+        return response.statusCode === 200 ? undefined : response;
+      }, 5000);
+      expectError(refused.value, "invalid_api_token");
+      expect(refused.afterMs).toBeLessThanOrEqual(DEFAULT_AUTH_CACHE_MS + 250);
+    });
+
+    it("with the credential cache off, a revoked token is refused at once", async () => {
+      const uncached = await startTestApi(dialect, { config: { authCacheMs: 0 } });
+      try {
+        await uncached.organization("acme");
+        const created = await createApiToken(uncached.server.store.db, {
+          subDomain: "acme",
+          name: "r",
+          role: "admin",
+          scopes: [],
+          allowedNetworks: [],
+        });
+        expect(
+          (await uncached.call("GET", "/core/v1/data_centers", { token: created.token })).statusCode,
+        ).toBe(200);
+        await revokeApiToken(uncached.server.store.db, created.id);
+        expectError(
+          await uncached.call("GET", "/core/v1/data_centers", { token: created.token }),
+          "invalid_api_token",
+        );
+      } finally {
+        await uncached.dispose();
+      }
     });
 
     it("403 unauthorized_network_for_api_token with the caller's address", async () => {
