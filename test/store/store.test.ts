@@ -1,7 +1,14 @@
 /** The database layer, run against real SQLite and real PostgreSQL. */
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { migrateToLatest, migrationStatus, newId, openStore, type Store } from "../../src/store/index.js";
+import {
+  migrateToLatest,
+  migrationStatus,
+  newId,
+  openStore,
+  prepare,
+  type Store,
+} from "../../src/store/index.js";
 import { DIALECTS, openTestStore, type TestStore } from "../support/stores.js";
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -589,6 +596,41 @@ describe("sqlite specifics", () => {
     try {
       const mode = await sql<{ journal_mode: string }>`pragma journal_mode`.execute(store.db);
       expect(mode.rows[0]?.journal_mode).toBe("wal");
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  it("runs prepared reads on their own connection: never blocked by, and never seeing, an open transaction", async () => {
+    const store = await openTestStore("sqlite");
+    try {
+      const bySubDomain = prepare(
+        store.db,
+        (d, sub: string) => d.selectFrom("organizations").select("id").where("sub_domain", "=", sub),
+        1,
+      );
+      const id = newId("organization");
+      await store.db.transaction().execute(async (trx) => {
+        await trx
+          .insertInto("organizations")
+          .values({
+            id,
+            name: "Pending",
+            sub_domain: "pending",
+            infrastructure_domain: "pending.test",
+            state: "active",
+            managed: 0,
+            currency_iso_code: "GBP",
+            country_iso_code: null,
+            created_at: 0,
+            activated_at: 0,
+            suspended_at: null,
+          })
+          .execute();
+        // The writer connection is held by this transaction; a Kysely read would wait for it.
+        expect(await bySubDomain("pending")).toEqual([]);
+      });
+      expect(await bySubDomain("pending")).toEqual([{ id }]);
     } finally {
       await store.dispose();
     }
