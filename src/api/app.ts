@@ -126,9 +126,12 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     done(new ApiError("unsupported_media_type"), undefined);
   });
 
-  app.addHook("onRequest", async (request, reply) => {
-    void reply.headers({ ...COMMON_HEADERS, "x-request-id": request.id });
-    if (draining) throw new ApiError("service_unavailable", { details: "the server is shutting down" });
+  // Hooks every request passes through take callbacks: an async hook costs a promise each time.
+  app.addHook("onRequest", (request, reply, done) => {
+    void reply.headers(COMMON_HEADERS).header("x-request-id", request.id);
+    done(
+      draining ? new ApiError("service_unavailable", { details: "the server is shutting down" }) : undefined,
+    );
   });
 
   const sendError = (reply: FastifyReply, error: ApiError) => {
@@ -229,7 +232,7 @@ export async function buildApp(options: AppOptions): Promise<Api> {
   }
 
   // Unauthenticated responses still carry the allowance, as the real API's do.
-  app.addHook("onSend", async (request, reply, payload) => {
+  app.addHook("onSend", (_request, reply, payload, done) => {
     // While draining, every answer closes its connection, so keep-alive clients cannot hold shutdown up.
     if (draining) void reply.header("connection", "close");
     if (!reply.hasHeader("x-ratelimit-permitted")) {
@@ -239,7 +242,7 @@ export async function buildApp(options: AppOptions): Promise<Api> {
         "x-ratelimit-remaining": String(permitted),
       });
     }
-    return payload;
+    done(null, payload);
   });
 
   return {

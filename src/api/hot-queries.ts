@@ -4,7 +4,8 @@ import { prepare, type Database, type OrganizationsTable } from "../store/index.
 
 /**
  * The reads nearly every request makes, compiled once per server (see store/prepared.ts).
- * Organizations (their state decides every request) are cached for `cacheMs`.
+ * Organizations (their state decides every request) are cached for `cacheMs`; annotations,
+ * which never change, for as long as they stay among the most recently read.
  */
 export function hotQueries(db: Kysely<Database>, cacheMs = DEFAULT_AUTH_CACHE_MS) {
   const organizations = new FreshnessCache<OrganizationsTable[]>(cacheMs);
@@ -18,6 +19,18 @@ export function hotQueries(db: Kysely<Database>, cacheMs = DEFAULT_AUTH_CACHE_MS
     (d, sub: string) => d.selectFrom("organizations").selectAll().where("sub_domain", "=", sub),
     1,
   );
+  const annotationsOf = prepare(
+    db,
+    (d, type: string, id: string) =>
+      d
+        .selectFrom("annotations")
+        .select(["key", "value"])
+        .where("object_type", "=", type)
+        .where("object_id", "=", id)
+        .orderBy("position"),
+    2,
+  );
+  const annotations = new FreshnessCache<Awaited<ReturnType<typeof annotationsOf>>>(Number.POSITIVE_INFINITY);
   const found = (rows: OrganizationsTable[]) => (rows.length > 0 ? rows : undefined);
   return {
     organizationById: async (id: string) =>
@@ -31,17 +44,9 @@ export function hotQueries(db: Kysely<Database>, cacheMs = DEFAULT_AUTH_CACHE_MS
       (d, id: string) => d.selectFrom("virtual_machines").selectAll().where("id", "=", id),
       1,
     ),
-    annotations: prepare(
-      db,
-      (d, type: string, id: string) =>
-        d
-          .selectFrom("annotations")
-          .select(["key", "value"])
-          .where("object_type", "=", type)
-          .where("object_id", "=", id)
-          .orderBy("position"),
-      2,
-    ),
+    // Annotations are written with their object, in its transaction, and never change.
+    annotations: async (type: string, id: string) =>
+      (await annotations.get(`${type}:${id}`, () => annotationsOf(type, id))) ?? [],
   };
 }
 
