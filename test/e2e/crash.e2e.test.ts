@@ -5,7 +5,6 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,12 +15,14 @@ import { CLI } from "../support/cli.js";
 import {
   demoTemplate,
   e2eCatalog,
+  freePort,
   qemuProcesses,
   removeNamespace,
   ROOT,
   ssh,
   sshKey,
   uniqueNamespace,
+  until,
 } from "../support/e2e.js";
 
 const WEB_XML = readFileSync(join(ROOT, "examples/web.xml"), "utf8");
@@ -30,15 +31,6 @@ let dataDir: string;
 let token: string;
 let port: number;
 let server: ChildProcess | undefined;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createNetServer().listen(0, "127.0.0.1", () => {
-      const { port: p } = probe.address() as { port: number };
-      probe.close(() => resolve(p));
-    });
-  });
-}
 
 async function startServer(): Promise<void> {
   server = spawn(process.execPath, [CLI, "serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`], {
@@ -72,16 +64,6 @@ async function call(method: string, path: string, body?: unknown): Promise<any> 
     ...(body ? { body: JSON.stringify(body) } : {}),
   });
   return response.json();
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 400_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 const build = (hostname: string) =>

@@ -22,6 +22,7 @@ import {
   ssh,
   sshKey,
   uniqueNamespace,
+  until,
 } from "../support/e2e.js";
 
 const WEB_XML = readFileSync(join(ROOT, "examples/web.xml"), "utf8");
@@ -41,16 +42,6 @@ async function call(method: string, path: string, body?: unknown) {
     ...(body ? { payload: JSON.stringify(body) } : {}),
   });
   return { status: response.statusCode, body: response.json() as any };
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 400_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 const finishedBuild = (id: string) =>
