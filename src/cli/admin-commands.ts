@@ -15,6 +15,7 @@ import {
 } from "../catalog/accounts.js";
 import { applyCatalog, CatalogError } from "../catalog/apply.js";
 import { readCatalogFile, type CatalogFile } from "../catalog/catalog-file.js";
+import { buildCloudTemplate, cloudTemplateExists, cloudTemplateFiles } from "../hosts/qemu/cloud-template.js";
 import { buildDemoTemplate, demoTemplateExists, demoTemplateFiles } from "../hosts/qemu/demo-template.js";
 import { join } from "node:path";
 import { projectPath } from "../paths.js";
@@ -28,11 +29,11 @@ import {
   type Store,
 } from "../store/index.js";
 
-/** The catalog entry of the demo template (the same as in examples/catalog.yaml). */
-const DEMO_TEMPLATE_CATALOG: CatalogFile = (() => {
+/** A template's catalog entry, as examples/catalog.yaml has it, alone in a catalog of its own. */
+function templateCatalog(permalink: string): CatalogFile {
   const read = readCatalogFile(readFileSync(projectPath("examples/catalog.yaml"), "utf8"));
   if ("problems" in read) throw new Error(read.problems.join("\n"));
-  const template = read.catalog.disk_templates.find((t) => t.permalink === "templates/trebuchet-demo")!;
+  const template = read.catalog.disk_templates.find((t) => t.permalink === permalink)!;
   return {
     data_centers: [],
     hosts: [],
@@ -44,7 +45,7 @@ const DEMO_TEMPLATE_CATALOG: CatalogFile = (() => {
     virtual_networks: [],
     isos: [],
   };
-})();
+}
 
 interface StoreFlags {
   data?: string;
@@ -326,11 +327,33 @@ export function registerAdminCommands(program: Command): void {
           flags.force || !demoTemplateExists(templatesDir)
             ? await buildDemoTemplate(templatesDir, (line) => process.stderr.write(`${line}\n`))
             : demoTemplateFiles(templatesDir);
-        const report = await applyCatalog(store.db, DEMO_TEMPLATE_CATALOG);
+        const report = await applyCatalog(store.db, templateCatalog("templates/trebuchet-demo"));
         output(
           flags,
           { ...files, catalog: report },
           `demo template in ${files.directory}, registered as templates/trebuchet-demo`,
+        );
+      }),
+    );
+
+  storeCommand(
+    template,
+    "build-cloud",
+    "Build a Debian 12 cloud image (cloud-init, OpenSSH) from Debian packages with mmdebstrap and register it",
+  )
+    .option("--force", "build it again even when it exists")
+    .action((flags: StoreFlags & { force?: boolean }) =>
+      withStore(flags, async (store) => {
+        const templatesDir = join(storeOptionsFromEnv(flags.data).dataDir ?? ".data", "templates");
+        const files =
+          flags.force || !cloudTemplateExists(templatesDir)
+            ? await buildCloudTemplate(templatesDir, (line) => process.stderr.write(`${line}\n`))
+            : cloudTemplateFiles(templatesDir);
+        const report = await applyCatalog(store.db, templateCatalog("templates/debian-12-cloud"));
+        output(
+          flags,
+          { ...files, catalog: report },
+          `cloud template in ${files.directory}, registered as templates/debian-12-cloud`,
         );
       }),
     );

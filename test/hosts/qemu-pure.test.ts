@@ -1,5 +1,6 @@
 /** The pure parts of the QEMU driver: command line, seed, names, the undo stack, module order. */
 import { describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
 import type { VmDefinition } from "../../src/hosts/driver.js";
 import { bridgeName, qemuArgs, tapName } from "../../src/hosts/qemu/args.js";
 import { loadOrder } from "../../src/hosts/qemu/demo-template.js";
@@ -99,6 +100,24 @@ describe("NoCloud seed", () => {
     expect(seed.get("trebuchet/authorized_keys")).toBe("ssh-ed25519 AAAA a@b\n");
     expect(seed.get("trebuchet/options/motd")).toBe("hello\nworld");
     expect(seed.get("trebuchet/dns")).toBe("192.0.2.1\n");
+  });
+
+  it("reads back the same through a YAML 1.1 parser, as cloud-init's PyYAML reads it", () => {
+    // Unquoted, 52:00:00:00:00:11 is a base-60 integer in YAML 1.1, and "no" is false.
+    const digitsOnly: VmDefinition = {
+      ...vm,
+      interfaces: [{ ...vm.interfaces[0]!, mac: "52:00:00:00:00:11" }],
+      options: [{ key: "install_agent", value: "no" }],
+    };
+    const seed = renderSeed(digitsOnly);
+    const network = parseYaml(seed.get("network-config")!, { version: "1.1" });
+    expect(network.ethernets.eth0.match.macaddress).toBe("52:00:00:00:00:11");
+    const userData = parseYaml(seed.get("user-data")!, { version: "1.1" });
+    expect(userData.write_files[0].content).toBe("no");
+    expect(parseYaml(seed.get("meta-data")!, { version: "1.1" })).toEqual({
+      "instance-id": vm.id,
+      "local-hostname": "web-01",
+    });
   });
 });
 

@@ -11,6 +11,11 @@ import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
 import { readCatalogFile, type CatalogFile } from "../../src/catalog/catalog-file.js";
 import {
+  buildCloudTemplate,
+  cloudTemplateExists,
+  cloudTemplateFiles,
+} from "../../src/hosts/qemu/cloud-template.js";
+import {
   buildDemoTemplate,
   demoTemplateExists,
   demoTemplateFiles,
@@ -22,12 +27,17 @@ export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const CACHE_TEMPLATES = join(ROOT, ".cache/templates");
 export const SSH_KEY = join(ROOT, ".cache/e2e_ed25519");
 
-/** Builds the demo template once per machine; concurrent test files wait for the first. */
-export async function demoTemplate(): Promise<ReturnType<typeof demoTemplateFiles>> {
-  const lock = `${CACHE_TEMPLATES}.lock`;
+/** Builds a template once per machine into .cache/; concurrent test files wait for the first. */
+async function cachedTemplate<T>(
+  name: string,
+  exists: () => boolean,
+  build: () => Promise<unknown>,
+  files: () => T,
+) {
+  const lock = join(ROOT, ".cache", `${name}.lock`);
   mkdirSync(join(ROOT, ".cache"), { recursive: true });
   for (;;) {
-    if (demoTemplateExists(CACHE_TEMPLATES)) return demoTemplateFiles(CACHE_TEMPLATES);
+    if (exists()) return files();
     try {
       mkdirSync(lock);
     } catch {
@@ -35,12 +45,28 @@ export async function demoTemplate(): Promise<ReturnType<typeof demoTemplateFile
       continue;
     }
     try {
-      if (!demoTemplateExists(CACHE_TEMPLATES)) await buildDemoTemplate(CACHE_TEMPLATES);
+      if (!exists()) await build();
     } finally {
       rmSync(lock, { recursive: true, force: true });
     }
   }
 }
+
+export const demoTemplate = () =>
+  cachedTemplate(
+    "demo-template",
+    () => demoTemplateExists(CACHE_TEMPLATES),
+    () => buildDemoTemplate(CACHE_TEMPLATES),
+    () => demoTemplateFiles(CACHE_TEMPLATES),
+  );
+
+export const cloudTemplate = () =>
+  cachedTemplate(
+    "cloud-template",
+    () => cloudTemplateExists(CACHE_TEMPLATES),
+    () => buildCloudTemplate(CACHE_TEMPLATES),
+    () => cloudTemplateFiles(CACHE_TEMPLATES),
+  );
 
 export function sshKey(): string {
   if (!existsSync(SSH_KEY))
@@ -55,11 +81,17 @@ export function e2eCatalog(options: { namespace: string; hostMemoryInGb?: number
   const catalog = read.catalog;
   catalog.hosts[0]!.namespace = options.namespace;
   if (options.hostMemoryInGb) catalog.hosts[0]!.memory_in_gb = options.hostMemoryInGb;
-  for (const version of catalog.disk_templates[0]!.versions) {
-    const files = demoTemplateFiles(CACHE_TEMPLATES);
-    version.image = files.image;
-    version.kernel = files.kernel;
-    version.initrd = files.initrd;
+  for (const template of catalog.disk_templates) {
+    for (const version of template.versions) {
+      if (version.kind === "kernel") {
+        const files = demoTemplateFiles(CACHE_TEMPLATES);
+        version.image = files.image;
+        version.kernel = files.kernel;
+        version.initrd = files.initrd;
+      } else {
+        version.image = cloudTemplateFiles(CACHE_TEMPLATES).image;
+      }
+    }
   }
   return catalog;
 }

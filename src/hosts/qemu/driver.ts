@@ -110,12 +110,12 @@ export class QemuDriver implements HostDriver {
       throw new HostError(`the VM directory ${paths.directory} is too long for a UNIX socket path`);
     if (vm.template.kind === "kernel" && (!vm.template.kernel || !existsSync(vm.template.kernel))) {
       throw new HostError(
-        `the template's kernel ${vm.template.kernel} is missing (run: trebuchet admin template build-demo)`,
+        `the template's kernel ${vm.template.kernel} is missing on this host (trebuchet admin template build-demo builds the demo template)`,
       );
     }
     if (!existsSync(vm.template.image)) {
       throw new HostError(
-        `the template's image ${vm.template.image} is missing (run: trebuchet admin template build-demo)`,
+        `the template's image ${vm.template.image} is missing on this host (trebuchet admin template build-demo or build-cloud builds the example templates)`,
       );
     }
     await withReverter(async (reverter) => {

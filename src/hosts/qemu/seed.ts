@@ -1,4 +1,4 @@
-import { stringify } from "yaml";
+import { stringify as toYaml } from "yaml";
 import type { VmDefinition } from "../driver.js";
 
 /**
@@ -9,6 +9,9 @@ import type { VmDefinition } from "../driver.js";
  */
 export function renderSeed(vm: VmDefinition): Map<string, string> {
   const files = new Map<string, string>();
+  // cloud-init reads YAML 1.1, where an unquoted MAC address is a base-60 number and "on"
+  // or "no" are booleans: write 1.1, which quotes every such string.
+  const stringify = (value: unknown) => toYaml(value, { version: "1.1" });
   files.set("meta-data", stringify({ "instance-id": vm.id, "local-hostname": vm.hostname }));
   const userData: Record<string, unknown> = {
     hostname: vm.hostname,

@@ -1,0 +1,118 @@
+/**
+ * END TO END, real QEMU: a cloud image. The Debian 12 template (mmdebstrap from Debian
+ * packages, cloud-init, OpenSSH) boots by firmware on q35 and configures itself from the
+ * NoCloud seed: hostname, addresses, routes, DNS, SSH keys, template options, disk growth.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { addSshKey, createApiToken, createOrganization } from "../../src/catalog/accounts.js";
+import { applyCatalog } from "../../src/catalog/apply.js";
+import { createServer, type RunningServer } from "../../src/server.js";
+import {
+  cloudTemplate,
+  demoTemplate,
+  e2eCatalog,
+  ping,
+  qemuProcesses,
+  removeNamespace,
+  ROOT,
+  ssh,
+  sshKey,
+  uniqueNamespace,
+  until,
+} from "../support/e2e.js";
+
+const CLOUD_XML = readFileSync(join(ROOT, "examples/cloud.xml"), "utf8");
+const namespace = uniqueNamespace();
+let server: RunningServer;
+let token: string;
+let dataDir: string;
+
+async function call(method: string, path: string, body?: unknown) {
+  const response = await server.app.inject({
+    method: method as "GET",
+    url: `/core/v1${path}`,
+    headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
+    ...(body ? { payload: JSON.stringify(body) } : {}),
+  });
+  return response.json() as any;
+}
+
+beforeAll(async () => {
+  await Promise.all([demoTemplate(), cloudTemplate()]);
+  const publicKey = sshKey();
+  dataDir = mkdtempSync(join(tmpdir(), "trebuchet-cloud-e2e-"));
+  server = await createServer({
+    store: { dataDir },
+    baseDomain: "e2e.test",
+    agent: { dataDir, timeouts: { ready: 600_000 }, pollMs: 100 },
+  });
+  await applyCatalog(server.store.db, e2eCatalog({ namespace }));
+  await createOrganization(server.store.db, { subDomain: "acme", name: "Acme", baseDomain: "e2e.test" });
+  await addSshKey(server.store.db, { subDomain: "acme", name: "e2e", publicKey });
+  token = (
+    await createApiToken(server.store.db, {
+      subDomain: "acme",
+      name: "e2e",
+      role: "admin",
+      scopes: [],
+      allowedNetworks: [],
+    })
+  ).token;
+}, 1_200_000);
+
+afterAll(async () => {
+  const vms = server ? await server.store.db.selectFrom("virtual_machines").select("id").execute() : [];
+  await server?.stop();
+  for (const vm of vms) for (const pid of qemuProcesses(vm.id)) process.kill(pid, "SIGKILL");
+  await removeNamespace(namespace);
+  rmSync(dataDir, { recursive: true, force: true });
+}, 60_000);
+
+describe("a VM from a cloud image (real QEMU, cloud-init)", () => {
+  let vm: any;
+
+  it("builds: firmware boot, cloud-init runs, the build completes", async () => {
+    const accepted = await call("POST", "/organizations/_/virtual_machines/build_from_spec", {
+      organization: { sub_domain: "acme" },
+      xml: CLOUD_XML,
+    });
+    expect(accepted.virtual_machine_build?.id, JSON.stringify(accepted)).toBeTruthy();
+    const build = await until("the build", async () => {
+      const b = (await call("GET", `/virtual_machines/builds/${accepted.virtual_machine_build.id}`))
+        .virtual_machine_build;
+      return b.state === "complete" || b.state === "failed" ? b : undefined;
+    });
+    expect([build.state, build.failure_reason ?? null]).toEqual(["complete", null]);
+    vm = (await call("GET", `/virtual_machines/${build.virtual_machine.id}`)).virtual_machine;
+    expect(vm.hostname).toBe("cloud-01");
+    // The q35 machine of a cloud image, not the microvm of a kernel template.
+    const definition = JSON.parse(readFileSync(join(dataDir, "vms", vm.id, "definition.json"), "utf8"));
+    expect(definition.template.kind).toBe("cloud");
+  }, 1_200_000);
+
+  it("answers ping on its IPv4 and IPv6 addresses, and SSH with the organization's key", async () => {
+    for (const address of vm.ip_addresses.map((a: { address: string }) => a.address)) {
+      expect((await ping(namespace, address)).code, address).toBe(0);
+    }
+    const ipv4 = vm.ip_addresses.find((a: { address: string }) => !a.address.includes(":")).address;
+    const facts = await ssh(
+      namespace,
+      ipv4,
+      "hostname; cat /etc/trebuchet/options/motd; echo; grep -m1 ^nameserver /etc/resolv.conf; lsblk -bdno SIZE /dev/vda; df -B1 --output=size / | tail -1; cloud-init status",
+    );
+    expect(facts.code, facts.stderr).toBe(0);
+    const [hostname, motd, nameserver, diskBytes, rootBytes, status] = facts.stdout.trim().split("\n");
+    expect(hostname).toBe("cloud-01");
+    expect(motd).toBe("Built by Trebuchet with cloud-init");
+    const catalog = e2eCatalog({ namespace });
+    const dns = catalog.networks.find((n) => n.permalink === "lab-1-public")!.dns_servers;
+    expect(nameserver).toBe(`nameserver ${dns[0]}`);
+    // The 2 GB image was grown to the spec's 4 GB disk by cloud-init (growpart, resize2fs).
+    expect(Number(diskBytes)).toBe(4 * 1024 ** 3);
+    expect(Number(rootBytes)).toBeGreaterThan(3.5 * 1024 ** 3);
+    expect(status).toBe("status: done");
+  }, 120_000);
+});
