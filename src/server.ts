@@ -8,7 +8,13 @@ import { SnapshotLoader } from "./catalog/snapshot.js";
 import { HostAgent } from "./engine/agent.js";
 import type { StepTimeouts } from "./hosts/driver.js";
 import { RateLimiter, type RateLimits, DEFAULT_RATE_LIMITS } from "./auth/rate-limit.js";
-import { openStore, type Store, type StoreOptions } from "./store/index.js";
+import {
+  HOUSEKEEPING_INTERVAL_MS,
+  openStore,
+  purgeExpired,
+  type Store,
+  type StoreOptions,
+} from "./store/index.js";
 
 export type Role = "api" | "worker" | "all";
 
@@ -30,6 +36,8 @@ export interface ServerConfig {
   trustedProxies?: string[];
   oauth?: OAuthConfig;
   bodyLimit?: number;
+  /** How often expired idempotency keys and trash are purged (ms). */
+  housekeepingMs?: number;
   /** How long a token or an organization's state may be served from memory (ms; 0 = never). */
   authCacheMs?: number;
   logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
@@ -92,6 +100,12 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
     void agent
       ?.start()
       .catch((error: Error) => api.app.log.error({ err: error }, "the host agent could not start"));
+    const housekeeping = setInterval(() => {
+      purgeExpired(store.db, Math.floor(Date.now() / 1000)).catch((error: Error) =>
+        api.app.log.warn({ err: error }, "housekeeping failed; trying again later"),
+      );
+    }, config.housekeepingMs ?? HOUSEKEEPING_INTERVAL_MS);
+    housekeeping.unref();
     let stopping: Promise<void> | undefined;
     return {
       api,
@@ -102,6 +116,7 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
         stopping ??= (async () => {
           api.startDraining();
           closing.abort();
+          clearInterval(housekeeping);
           await agent?.stop();
           // In-flight requests get a grace period; connections still open after it are cut.
           const grace = setTimeout(() => api.app.server.closeAllConnections(), DRAIN_GRACE_MS);

@@ -4,3 +4,4 @@ export * from "./migrate.js";
 export type * from "./schema.js";
 export { BUILD_STATES, ORGANIZATION_STATES, ROLES, TASK_STATUSES, VIRTUAL_MACHINE_STATES } from "./schema.js";
 export * from "./prepared.js";
+export * from "./housekeeping.js";
