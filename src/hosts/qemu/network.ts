@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
+import { HostError } from "../driver.js";
 
 const exec = promisify(execFile);
 
@@ -101,6 +102,7 @@ export class NamespaceNetwork {
   }
 
   private async bridge(bridge: string, gatewayCidrs: string[]): Promise<void> {
+    await this.evictStaleHolders(bridge, gatewayCidrs);
     if (!(await this.exists(bridge))) await this.ip("link", "add", bridge, "type", "bridge");
     const current = await this.ip("-o", "addr", "show", "dev", bridge);
     for (const cidr of gatewayCidrs) {
@@ -108,6 +110,30 @@ export class NamespaceNetwork {
       await this.ip("addr", "add", cidr, "dev", bridge, ...(cidr.includes(":") ? ["nodad"] : []));
     }
     await this.ip("link", "set", bridge, "up");
+  }
+
+  /**
+   * Another link of the namespace holding one of this segment's gateway addresses would
+   * take its route: a bridge left by an earlier catalog (a data directory started afresh)
+   * with no ports is removed; one still serving VMs is a conflict the operator must see.
+   */
+  private async evictStaleHolders(bridge: string, gatewayCidrs: string[]): Promise<void> {
+    const holders = new Set<string>();
+    for (const line of (await this.ip("-o", "addr", "show")).split("\n")) {
+      const fields = line.trim().split(/\s+/);
+      const link = fields[1];
+      const cidr = fields[3];
+      if (link && cidr && link !== bridge && gatewayCidrs.includes(cidr)) holders.add(link);
+    }
+    for (const link of holders) {
+      const ports = (await this.ip("-o", "link", "show", "master", link)).trim();
+      if (ports) {
+        throw new HostError(
+          `${link} in namespace ${this.namespace} already holds a gateway address of this network (${gatewayCidrs.join(", ")}) and has VMs on it: two networks of one host cannot share an address range`,
+        );
+      }
+      await this.ip("link", "del", link);
+    }
   }
 
   /** Removes taps; ones already gone are fine. */
