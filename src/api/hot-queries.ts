@@ -38,7 +38,25 @@ export function hotQueries(db: Kysely<Database>, cacheMs = DEFAULT_AUTH_CACHE_MS
     organizationBySubDomain: async (sub: string) =>
       (await organizations.get(`sub:${sub}`, async () => found(await bySubDomain(sub)))) ?? [],
     taskById: prepare(db, (d, id: string) => d.selectFrom("tasks").selectAll().where("id", "=", id), 1),
-    buildById: prepare(db, (d, id: string) => d.selectFrom("builds").selectAll().where("id", "=", id), 1),
+    // What reads of a build show: not the submitted document or the plan, which can be large.
+    buildById: prepare(
+      db,
+      (d, id: string) =>
+        d
+          .selectFrom("builds")
+          .select([
+            "id",
+            "organization_id",
+            "virtual_machine_id",
+            "task_id",
+            "state",
+            "spec_xml",
+            "failure_reason",
+            "created_at",
+          ])
+          .where("id", "=", id),
+      1,
+    ),
     virtualMachineById: prepare(
       db,
       (d, id: string) => d.selectFrom("virtual_machines").selectAll().where("id", "=", id),

@@ -279,7 +279,10 @@ export function virtualMachineSummary(vm: VirtualMachinesTable) {
   return { id: vm.id, name: vm.name, hostname: vm.hostname, fqdn: vm.fqdn, state: vm.state };
 }
 
-export function build(b: BuildsTable, vm: VirtualMachinesTable | undefined) {
+export function build(
+  b: Pick<BuildsTable, "id" | "spec_xml" | "state" | "created_at" | "failure_reason">,
+  vm: VirtualMachinesTable | undefined,
+) {
   return {
     id: b.id,
     spec_xml: b.spec_xml,
