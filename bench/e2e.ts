@@ -113,6 +113,8 @@ async function main() {
     // with its exact QEMU command line on fresh disks, to the same readiness marker.
     raw.push(await rawBoot(join(dataDir, "vms", vmId), namespace));
     await call("DELETE", `/virtual_machines/_?virtual_machine[id]=${vmId}`);
+    // Concurrency 1: the next build starts once this VM is gone from the host.
+    while (existsSync(join(dataDir, "vms", vmId))) await sleep(20);
   }
 
   log(`sequential builds done: ${toReady.join(", ")} ms`);

@@ -124,7 +124,13 @@ export class QemuDriver implements HostDriver {
       writeFileSync(join(paths.directory, "definition.json"), JSON.stringify(vm, null, 2));
       writeFileSync(paths.console, "");
 
-      // Disks, seed and network do not depend on each other: make them at once.
+      // Network, seed and disks do not depend on each other: make them at once, starting
+      // with the network's `ip` process, the longest of the three.
+      const network = (async () => {
+        if (!this.network) return;
+        reverter.add("taps", () => this.network!.unplug(vm.interfaces.map((nic) => tapName(nic.id))));
+        await this.network.plug(ports(vm));
+      })();
       const disks = vm.disks
         .filter((disk) => !disk.existingPath)
         .map((disk) =>
@@ -144,11 +150,6 @@ export class QemuDriver implements HostDriver {
         ["-quiet", "-output", paths.seedIso, "-volid", "cidata", "-joliet", "-rock", seedDir],
         "making the seed",
       );
-      const network = (async () => {
-        if (!this.network) return;
-        reverter.add("taps", () => this.network!.unplug(vm.interfaces.map((nic) => tapName(nic.id))));
-        await this.network.plug(ports(vm));
-      })();
       const results = await Promise.allSettled([...disks, seed, network]);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
       if (failed) throw failed.reason;

@@ -19,14 +19,22 @@ export interface Port {
 export class NamespaceNetwork {
   // Link and address changes are serialised: concurrent builds share bridges.
   private queue: Promise<unknown> = Promise.resolve();
+  private pending = 0;
   /** Bridges set up by this process, with the gateway addresses they were given. */
   private readonly bridges = new Map<string, string>();
 
   constructor(readonly namespace: string) {}
 
   private serial<T>(body: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(body, body);
-    this.queue = run.catch(() => undefined);
+    // When nothing is queued, start at once: the first `ip` process is spawned before the
+    // caller goes on to its other work (a build's seed and disks are made meanwhile).
+    const run = this.pending === 0 ? body() : this.queue.then(body, body);
+    this.pending++;
+    this.queue = run
+      .catch(() => undefined)
+      .finally(() => {
+        this.pending--;
+      });
     return run;
   }
 
