@@ -93,7 +93,10 @@ export async function buildCloudTemplate(
   const work = mkdtempSync(join(tmpdir(), "trebuchet-cloud-"));
   try {
     const root = join(work, "root");
-    const sources = "/etc/apt/sources.list.d/debian.sources";
+    // The machine's own mirrors (which may be the only ones it can reach); mmdebstrap's default otherwise.
+    const sources = ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"].find(
+      (file) => existsSync(file) && statSync(file).size > 0,
+    );
     log(`installing Debian 12 with ${GUEST_PACKAGES.join(", ")} (mmdebstrap)`);
     await run("mmdebstrap", [
       "--variant=apt",
@@ -101,7 +104,7 @@ export async function buildCloudTemplate(
       `--include=${GUEST_PACKAGES.join(",")}`,
       "bookworm",
       root,
-      ...(existsSync(sources) ? [sources] : []),
+      ...(sources ? [sources] : []),
     ]);
     configureGuest(root);
 
