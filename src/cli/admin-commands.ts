@@ -19,6 +19,7 @@ import { buildCloudTemplate, cloudTemplateExists, cloudTemplateFiles } from "../
 import { buildDemoTemplate, demoTemplateExists, demoTemplateFiles } from "../hosts/qemu/demo-template.js";
 import { join } from "node:path";
 import { projectPath } from "../paths.js";
+import { CLOUD_TEMPLATE_PACKAGES, ensureSystemPackages } from "./system-packages.js";
 import { DEFAULT_BASE_DOMAIN } from "../server.js";
 import {
   migrateToLatest,
@@ -345,10 +346,12 @@ export function registerAdminCommands(program: Command): void {
     .action((flags: StoreFlags & { force?: boolean }) =>
       withStore(flags, async (store) => {
         const templatesDir = join(storeOptionsFromEnv(flags.data).dataDir ?? ".data", "templates");
-        const files =
-          flags.force || !cloudTemplateExists(templatesDir)
-            ? await buildCloudTemplate(templatesDir, (line) => process.stderr.write(`${line}\n`))
-            : cloudTemplateFiles(templatesDir);
+        const log = (line: string) => process.stderr.write(`${line}\n`);
+        let files = cloudTemplateFiles(templatesDir);
+        if (flags.force || !cloudTemplateExists(templatesDir)) {
+          await ensureSystemPackages(CLOUD_TEMPLATE_PACKAGES, log);
+          files = await buildCloudTemplate(templatesDir, log);
+        }
         const report = await applyCatalog(store.db, templateCatalog("templates/debian-12-cloud"));
         output(
           flags,

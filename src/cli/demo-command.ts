@@ -20,38 +20,11 @@ import type { Kysely } from "kysely";
 import { buildCommand } from "./user-commands.js";
 import { ApiClient } from "./client.js";
 import { parseListen, type ListenAddress } from "./serve-command.js";
+import { DEMO_PACKAGES, ensureSystemPackages } from "./system-packages.js";
 
 const exec = promisify(execFile);
 const ROOT = PROJECT_ROOT;
-const SYSTEM_PACKAGES: [command: string, pkg: string][] = [
-  ["qemu-system-x86_64", "qemu-system-x86"],
-  ["qemu-img", "qemu-utils"],
-  ["genisoimage", "genisoimage"],
-  ["cpio", "cpio"],
-  ["ssh", "openssh-client"],
-  ["ssh-keygen", "openssh-client"],
-  ["ping", "iputils-ping"],
-  ["ip", "iproute2"],
-];
-
 const say = (line: string) => process.stdout.write(`${line}\n`);
-const has = (command: string) => spawnSync("sh", ["-c", `command -v ${command}`]).status === 0;
-
-/** Installs the Debian packages the demo needs, when missing (root only). */
-export async function ensureSystemPackages(): Promise<void> {
-  const missing = [...new Set(SYSTEM_PACKAGES.filter(([command]) => !has(command)).map(([, pkg]) => pkg))];
-  if (missing.length === 0) return;
-  if (process.getuid?.() !== 0)
-    throw new Error(
-      `missing ${missing.join(", ")}: install them (apt-get install ${missing.join(" ")}) or run as root`,
-    );
-  say(`installing ${missing.join(", ")} (apt-get)`);
-  await exec("apt-get", ["update", "-qq"], { maxBuffer: 64 * 1024 * 1024 });
-  await exec("apt-get", ["install", "-y", "-qq", ...missing], {
-    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
-    maxBuffer: 64 * 1024 * 1024,
-  });
-}
 
 export function registerDemoCommand(program: Command): void {
   program
@@ -65,7 +38,7 @@ export function registerDemoCommand(program: Command): void {
     .action(async (options: { data: string; listen: ListenAddress; keep?: boolean }) => {
       const dataDir = resolve(options.data);
       mkdirSync(dataDir, { recursive: true });
-      await ensureSystemPackages();
+      await ensureSystemPackages(DEMO_PACKAGES, say);
 
       const templatesDir = join(dataDir, "templates");
       if (!demoTemplateExists(templatesDir)) {

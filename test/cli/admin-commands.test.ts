@@ -1,7 +1,7 @@
 /** The operator CLI, run as a process against a real data directory; its results checked through the API. */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createServer, type RunningServer } from "../../src/server.js";
 import { eventually } from "../support/eventually.js";
@@ -91,6 +91,28 @@ describe("trebuchet admin", () => {
     expect(admin("token", "create", "--org", "nobody").stderr).toMatch(
       /no organization with sub-domain nobody/,
     );
+  });
+
+  it("registers the demo and cloud templates, building them only when missing", () => {
+    const templates = join(data, "templates");
+    for (const file of [
+      "trebuchet-demo/vmlinuz",
+      "trebuchet-demo/initrd.img",
+      "trebuchet-demo/root.qcow2",
+      "debian-12-cloud/disk.qcow2",
+    ]) {
+      mkdirSync(join(templates, dirname(file)), { recursive: true });
+      writeFileSync(join(templates, file), "");
+    }
+    // Present already, so nothing is built: each is (re)registered from examples/catalog.yaml.
+    expect(json("template", "build-demo")).toMatchObject({
+      directory: join(templates, "trebuchet-demo"),
+      catalog: { created: 0, updated: 0, unchanged: 2 },
+    });
+    expect(json("template", "build-cloud")).toMatchObject({
+      image: join(templates, "debian-12-cloud", "disk.qcow2"),
+      catalog: { created: 0, updated: 0, unchanged: 2 },
+    });
   });
 
   it("suspends and activates organizations", async () => {

@@ -18,19 +18,9 @@ const exec = promisify(execFile);
 
 export const CLOUD_TEMPLATE = "debian-12-cloud";
 /** The image's virtual size: a spec's system disk may not be smaller (cloud-init grows it when larger). */
-export const CLOUD_TEMPLATE_SIZE_IN_GB = 2;
+const CLOUD_TEMPLATE_SIZE_IN_GB = 2;
 const BOOT_PARTITION_MB = 128;
 const ROOT_LABEL = "trebuchet-root";
-
-/** Debian packages the build needs on the machine that builds the template. */
-export const CLOUD_TEMPLATE_TOOLS = [
-  "mmdebstrap",
-  "syslinux",
-  "syslinux-common",
-  "mtools",
-  "dosfstools",
-  "fdisk",
-];
 
 /** What goes into the guest, besides Debian's essential packages. */
 const GUEST_PACKAGES = [
