@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import {
   cpSync,
   existsSync,
@@ -12,9 +11,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
-
-const exec = promisify(execFile);
+import { runTool } from "./run-tool.js";
 
 export const CLOUD_TEMPLATE = "debian-12-cloud";
 /** The image's virtual size: a spec's system disk may not be smaller (cloud-init grows it when larger). */
@@ -52,21 +49,9 @@ export function cloudTemplateExists(templatesDir: string): boolean {
   return existsSync(cloudTemplateFiles(templatesDir).image);
 }
 
-async function run(file: string, args: string[], options: { cwd?: string } = {}): Promise<string> {
-  try {
-    const { stdout } = await exec(file, args, {
-      ...options,
-      maxBuffer: 64 * 1024 * 1024,
-      timeout: 30 * 60_000,
-    });
-    return stdout;
-  } catch (error) {
-    const stderr = String((error as { stderr?: string }).stderr ?? "").trim();
-    throw new Error(
-      `${file} ${args[0] ?? ""} failed: ${stderr.split("\n").slice(-5).join("\n") || (error as Error).message}`,
-    );
-  }
-}
+/** Template building runs long (mmdebstrap downloads and installs a system). */
+const run = (file: string, args: string[]) =>
+  runTool(file, args, `${file} ${args[0] ?? ""}`.trim(), { timeoutMs: 30 * 60_000 });
 
 /**
  * Builds a Debian 12 cloud image, the way cloud providers ship them, from Debian packages

@@ -1,12 +1,9 @@
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { constants, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { constants, existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { copyFile } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { HostError } from "../driver.js";
-
-const exec = promisify(execFile);
+import { runTool } from "./run-tool.js";
 
 export interface DiskShape {
   sizeInGb: number;
@@ -53,28 +50,21 @@ export class DiskPrototypes {
   }
 
   private async make(shape: DiskShape, file: string): Promise<string> {
-    try {
-      statSync(file);
-      return file;
-    } catch {
-      // Not made yet (by this process or an earlier one).
-    }
+    if (existsSync(file)) return file; // made by an earlier process
     mkdirSync(this.directory, { recursive: true });
     const partial = `${file}.${process.pid}.partial`;
     const backing = shape.backing ? ["-b", shape.backing, "-F", "qcow2"] : [];
     try {
-      await exec("qemu-img", ["create", "-q", "-f", "qcow2", ...backing, partial, `${shape.sizeInGb}G`], {
-        timeout: 60_000,
-      });
+      await runTool(
+        "qemu-img",
+        ["create", "-q", "-f", "qcow2", ...backing, partial, `${shape.sizeInGb}G`],
+        `creating a ${shape.sizeInGb} GB disk`,
+      );
       renameSync(partial, file);
       return file;
     } catch (error) {
       rmSync(partial, { force: true });
-      const stderr = String((error as { stderr?: string }).stderr ?? "").trim();
-      throw new HostError(
-        `creating a ${shape.sizeInGb} GB disk failed: ${stderr || (error as Error).message}`,
-        true,
-      );
+      throw error;
     }
   }
 }

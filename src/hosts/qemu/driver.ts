@@ -20,6 +20,7 @@ import { bridgeName, qemuArgs, tapName, type Accelerator, type Networking, type 
 import { NamespaceNetwork, namespacesAvailable, type Port } from "./network.js";
 import { DiskPrototypes } from "./disk-prototypes.js";
 import { qmp } from "./qmp.js";
+import { runTool } from "./run-tool.js";
 import { renderSeed } from "./seed.js";
 
 const exec = promisify(execFile);
@@ -145,7 +146,7 @@ export class QemuDriver implements HostDriver {
         mkdirSync(dirname(file), { recursive: true });
         writeFileSync(file, content);
       }
-      const seed = run(
+      const seed = runTool(
         "genisoimage",
         ["-quiet", "-output", paths.seedIso, "-volid", "cidata", "-joliet", "-rock", seedDir],
         "making the seed",
@@ -171,7 +172,7 @@ export class QemuDriver implements HostDriver {
     const [file, argv] = this.network
       ? this.network.command("qemu-system-x86_64", args)
       : ["qemu-system-x86_64", args];
-    await run(file, argv, "starting QEMU");
+    await runTool(file, argv, "starting QEMU");
     for (let i = 0; i < 50 && !existsSync(paths.qmp); i++) await sleep(20);
   }
 
@@ -301,18 +302,6 @@ function ports(vm: VmDefinition): Port[] {
     bridge: bridgeName(nic.segment),
     gatewayCidrs: nic.gatewayCidrs,
   }));
-}
-
-async function run(file: string, args: string[], what: string): Promise<void> {
-  try {
-    await exec(file, args, { timeout: 60_000 });
-  } catch (error) {
-    const stderr = String((error as { stderr?: string }).stderr ?? "").trim();
-    throw new HostError(
-      `${what} failed: ${stderr.split("\n").slice(-3).join(" ") || (error as Error).message}`,
-      true,
-    );
-  }
 }
 
 /** Wakes a waiter when a file changes, or after a timeout, whichever comes first. */
