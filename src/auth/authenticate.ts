@@ -22,17 +22,28 @@ function looksLikeJwt(token: string): boolean {
   return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token);
 }
 
-interface TokenRow {
-  id: string;
-  organization_id: string;
-  user_id: string | null;
-  role: Role;
-  scopes_json: string;
-  allowed_networks_json: string;
-  expires_at: number | null;
-  revoked_at: number | null;
-  last_used_at: number | null;
-}
+/** What authentication reads of a token, by the hash of its secret. */
+const tokenByHash = (db: Kysely<Database>) =>
+  prepare(
+    db,
+    (d, hash: string) =>
+      d
+        .selectFrom("api_tokens")
+        .select([
+          "id",
+          "organization_id",
+          "user_id",
+          "role",
+          "scopes_json",
+          "allowed_networks_json",
+          "expires_at",
+          "revoked_at",
+          "last_used_at",
+        ])
+        .where("secret_hash", "=", hash),
+    1,
+  );
+type TokenRow = Awaited<ReturnType<ReturnType<typeof tokenByHash>>>[number];
 
 const invalidToken = (details: string | null = null) => new ApiError("invalid_api_token", { details });
 
@@ -51,25 +62,7 @@ export class Authenticator {
     cacheMs = DEFAULT_AUTH_CACHE_MS,
   ) {
     this.tokens = new FreshnessCache(cacheMs);
-    this.tokenByHash = prepare(
-      db,
-      (d, hash: string) =>
-        d
-          .selectFrom("api_tokens")
-          .select([
-            "id",
-            "organization_id",
-            "user_id",
-            "role",
-            "scopes_json",
-            "allowed_networks_json",
-            "expires_at",
-            "revoked_at",
-            "last_used_at",
-          ])
-          .where("secret_hash", "=", hash),
-      1,
-    );
+    this.tokenByHash = tokenByHash(db);
   }
 
   async authenticate(authorization: string | undefined, callerIp: string): Promise<Identity> {
