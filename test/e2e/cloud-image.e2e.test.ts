@@ -7,7 +7,6 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { addSshKey, createApiToken, createOrganization } from "../../src/catalog/accounts.js";
 import { applyCatalog } from "../../src/catalog/apply.js";
 import { createServer, type RunningServer } from "../../src/server.js";
 import {
@@ -15,14 +14,14 @@ import {
   demoTemplate,
   e2eCatalog,
   ping,
-  qemuProcesses,
   removeNamespace,
   ROOT,
   ssh,
-  sshKey,
   uniqueNamespace,
-  until,
+  e2eTenant,
+  killVmProcesses,
 } from "../support/e2e.js";
+import { until } from "../support/eventually.js";
 
 const CLOUD_XML = readFileSync(join(ROOT, "examples/cloud.xml"), "utf8");
 const namespace = uniqueNamespace();
@@ -42,7 +41,6 @@ async function call(method: string, path: string, body?: unknown) {
 
 beforeAll(async () => {
   await Promise.all([demoTemplate(), cloudTemplate()]);
-  const publicKey = sshKey();
   dataDir = mkdtempSync(join(tmpdir(), "trebuchet-cloud-e2e-"));
   server = await createServer({
     store: { dataDir },
@@ -50,23 +48,12 @@ beforeAll(async () => {
     agent: { dataDir, timeouts: { ready: 600_000 }, pollMs: 100 },
   });
   await applyCatalog(server.store.db, e2eCatalog({ namespace }));
-  await createOrganization(server.store.db, { subDomain: "acme", name: "Acme", baseDomain: "e2e.test" });
-  await addSshKey(server.store.db, { subDomain: "acme", name: "e2e", publicKey });
-  token = (
-    await createApiToken(server.store.db, {
-      subDomain: "acme",
-      name: "e2e",
-      role: "admin",
-      scopes: [],
-      allowedNetworks: [],
-    })
-  ).token;
+  token = await e2eTenant(server.store.db);
 }, 1_200_000);
 
 afterAll(async () => {
-  const vms = server ? await server.store.db.selectFrom("virtual_machines").select("id").execute() : [];
+  if (server) await killVmProcesses(server.store.db);
   await server?.stop();
-  for (const vm of vms) for (const pid of qemuProcesses(vm.id)) process.kill(pid, "SIGKILL");
   await removeNamespace(namespace);
   rmSync(dataDir, { recursive: true, force: true });
 }, 60_000);

@@ -8,7 +8,6 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { addSshKey, createApiToken, createOrganization } from "../../src/catalog/accounts.js";
 import { applyCatalog } from "../../src/catalog/apply.js";
 import { openStore } from "../../src/store/index.js";
 import { CLI } from "../support/cli.js";
@@ -20,10 +19,11 @@ import {
   removeNamespace,
   ROOT,
   ssh,
-  sshKey,
   uniqueNamespace,
-  until,
+  e2eTenant,
+  killVmProcesses,
 } from "../support/e2e.js";
+import { until } from "../support/eventually.js";
 
 const WEB_XML = readFileSync(join(ROOT, "examples/web.xml"), "utf8");
 const namespace = uniqueNamespace();
@@ -81,21 +81,10 @@ const finished = (id: string) =>
 
 beforeAll(async () => {
   await demoTemplate();
-  const publicKey = sshKey();
   dataDir = mkdtempSync(join(tmpdir(), "trebuchet-crash-"));
   const store = await openStore({ dataDir });
   await applyCatalog(store.db, e2eCatalog({ namespace }));
-  await createOrganization(store.db, { subDomain: "acme", name: "Acme", baseDomain: "e2e.test" });
-  await addSshKey(store.db, { subDomain: "acme", name: "e2e", publicKey });
-  token = (
-    await createApiToken(store.db, {
-      subDomain: "acme",
-      name: "e2e",
-      role: "admin",
-      scopes: [],
-      allowedNetworks: [],
-    })
-  ).token;
+  token = await e2eTenant(store.db);
   await store.close();
   port = await freePort();
   await startServer();
@@ -104,9 +93,7 @@ beforeAll(async () => {
 afterAll(async () => {
   if (server) await killServer("SIGTERM");
   const store = await openStore({ dataDir });
-  for (const vm of await store.db.selectFrom("virtual_machines").select("id").execute()) {
-    for (const pid of qemuProcesses(vm.id)) process.kill(pid, "SIGKILL");
-  }
+  await killVmProcesses(store.db);
   await store.close();
   await removeNamespace(namespace);
   rmSync(dataDir, { recursive: true, force: true });

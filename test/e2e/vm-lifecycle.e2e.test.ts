@@ -7,7 +7,6 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { addSshKey, createApiToken, createOrganization } from "../../src/catalog/accounts.js";
 import { applyCatalog } from "../../src/catalog/apply.js";
 import { createServer, type RunningServer } from "../../src/server.js";
 import { runCliAsync } from "../support/cli.js";
@@ -20,10 +19,11 @@ import {
   removeNamespace,
   ROOT,
   ssh,
-  sshKey,
   uniqueNamespace,
-  until,
+  e2eTenant,
+  killVmProcesses,
 } from "../support/e2e.js";
+import { until } from "../support/eventually.js";
 
 const WEB_XML = readFileSync(join(ROOT, "examples/web.xml"), "utf8");
 const BUILD = "/core/v1/organizations/_/virtual_machines/build_from_spec";
@@ -63,7 +63,6 @@ async function vmView(id: string) {
 
 beforeAll(async () => {
   await demoTemplate();
-  const publicKey = sshKey();
   dataDir = mkdtempSync(join(tmpdir(), "trebuchet-e2e-"));
   server = await createServer({
     store: { dataDir },
@@ -71,25 +70,13 @@ beforeAll(async () => {
     agent: { dataDir, timeouts: { ready: 300_000, shutdown: 30_000 }, pollMs: 100 },
   });
   await applyCatalog(server.store.db, e2eCatalog({ namespace, hostMemoryInGb: 4 }));
-  await createOrganization(server.store.db, { subDomain: "acme", name: "Acme", baseDomain: "e2e.test" });
-  await addSshKey(server.store.db, { subDomain: "acme", name: "e2e", publicKey });
-  token = (
-    await createApiToken(server.store.db, {
-      subDomain: "acme",
-      name: "e2e",
-      role: "admin",
-      scopes: [],
-      allowedNetworks: [],
-    })
-  ).token;
+  token = await e2eTenant(server.store.db);
   url = await server.app.listen({ host: "127.0.0.1", port: 0 });
 }, 600_000);
 
 afterAll(async () => {
-  // VMs outlive the control plane by design: whatever the tests left running is stopped here.
-  const vms = server ? await server.store.db.selectFrom("virtual_machines").select("id").execute() : [];
+  if (server) await killVmProcesses(server.store.db);
   await server?.stop();
-  for (const vm of vms) for (const pid of qemuProcesses(vm.id)) process.kill(pid, "SIGKILL");
   await removeNamespace(namespace);
   rmSync(dataDir, { recursive: true, force: true });
 }, 60_000);

@@ -9,7 +9,6 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { addSshKey, createApiToken, createOrganization } from "../../src/catalog/accounts.js";
 import { applyCatalog } from "../../src/catalog/apply.js";
 import { CLI } from "../support/cli.js";
 import {
@@ -21,10 +20,11 @@ import {
   removeNamespace,
   ROOT,
   ssh,
-  sshKey,
   uniqueNamespace,
-  until,
+  e2eTenant,
+  killVmProcesses,
 } from "../support/e2e.js";
+import { until } from "../support/eventually.js";
 import { openTestStore, type TestStore } from "../support/stores.js";
 
 const HOSTS = ["local", "local-2", "local-3"];
@@ -72,17 +72,7 @@ beforeAll(async () => {
   const host = catalog.hosts[0]!;
   catalog.hosts = HOSTS.map((name) => ({ ...host, name, namespace: namespaces.get(name)!, memory_in_gb: 2 }));
   await applyCatalog(store.db, catalog);
-  await createOrganization(store.db, { subDomain: "acme", name: "Acme", baseDomain: "e2e.test" });
-  await addSshKey(store.db, { subDomain: "acme", name: "e2e", publicKey: sshKey() });
-  token = (
-    await createApiToken(store.db, {
-      subDomain: "acme",
-      name: "e2e",
-      role: "admin",
-      scopes: [],
-      allowedNetworks: [],
-    })
-  ).token;
+  token = await e2eTenant(store.db);
 
   port = await freePort();
   start(["--role", "api", "--listen", `127.0.0.1:${port}`], mkdtempSync(join(tmpdir(), "trebuchet-api-")));
@@ -100,9 +90,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const child of processes) child.kill("SIGTERM");
   await Promise.all(processes.map((child) => new Promise((resolve) => child.once("exit", resolve))));
-  for (const vm of await store.db.selectFrom("virtual_machines").select("id").execute()) {
-    for (const pid of qemuProcesses(vm.id)) process.kill(pid, "SIGKILL");
-  }
+  await killVmProcesses(store.db);
   await store.dispose();
   for (const namespace of namespaces.values()) await removeNamespace(namespace);
   for (const dir of dataDirs.values()) rmSync(dir, { recursive: true, force: true });

@@ -9,6 +9,8 @@ import { createServer as createNetServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
+import type { Kysely } from "kysely";
+import { addSshKey, createApiToken, createOrganization } from "../../src/catalog/accounts.js";
 import { readCatalogFile, type CatalogFile } from "../../src/catalog/catalog-file.js";
 import {
   buildCloudTemplate,
@@ -20,7 +22,7 @@ import {
   demoTemplateExists,
   demoTemplateFiles,
 } from "../../src/hosts/qemu/demo-template.js";
-import { randomAlphanumeric } from "../../src/store/index.js";
+import { randomAlphanumeric, type Database } from "../../src/store/index.js";
 
 const exec = promisify(execFile);
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -160,17 +162,23 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Polls `probe` (its errors count as "not yet") until it returns a value. */
-export async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 400_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
+/** Organization `acme` with the e2e SSH key; returns an admin API token of it. */
+export async function e2eTenant(db: Kysely<Database>): Promise<string> {
+  await createOrganization(db, { subDomain: "acme", name: "Acme", baseDomain: "e2e.test" });
+  await addSshKey(db, { subDomain: "acme", name: "e2e", publicKey: sshKey() });
+  const { token } = await createApiToken(db, {
+    subDomain: "acme",
+    name: "e2e",
+    role: "admin",
+    scopes: [],
+    allowedNetworks: [],
+  });
+  return token;
+}
+
+/** VMs outlive the control plane by design: stops whatever QEMU the database's VMs left running. */
+export async function killVmProcesses(db: Kysely<Database>): Promise<void> {
+  for (const vm of await db.selectFrom("virtual_machines").select("id").execute()) {
+    for (const pid of qemuProcesses(vm.id)) process.kill(pid, "SIGKILL");
   }
 }
