@@ -4,7 +4,7 @@
  * Promises: build_from_spec (rich spec, SQLite) >= 0.20x the bare route's rate,
  * GET build and GET task >= 0.50x, server RSS <= 150 MB under load.
  *
- *   node dist/bench/api.js [--duration 10] [--connections 32]
+ *   node dist/bench/api.js [--duration 10] [--connections 32] [--only "GET build"]
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -20,6 +20,8 @@ const option = (name: string, fallback: number) => {
   return i >= 0 ? Number(args[i + 1]) : fallback;
 };
 const DURATION = option("duration", 10);
+/** Run only the named run(s) besides the bare route, e.g. --only "GET build" (for profiling). */
+const ONLY = args.includes("--only") ? args[args.indexOf("--only") + 1]! : undefined;
 const CONNECTIONS = option("connections", 32);
 const self = fileURLToPath(import.meta.url);
 /** The V8 flags `trebuchet serve` runs with (see the trebuchet wrapper and the CLI's shebang). */
@@ -193,26 +195,28 @@ async function main(): Promise<void> {
 
     const runs: Run[] = [];
     runs.push(await load("bare Fastify JSON route", bare.child.pid!, { url: `${bare.address}/bare` }));
-    runs.push(
-      await load("POST build_from_spec (rich spec)", trebuchet.child.pid!, {
-        url: `${trebuchet.address}/core/v1/organizations/_/virtual_machines/build_from_spec`,
-        method: "POST",
-        headers,
-        body: buildBody,
-      }),
-    );
-    runs.push(
-      await load("GET build", trebuchet.child.pid!, {
-        url: `${trebuchet.address}/core/v1/virtual_machines/builds/_?virtual_machine_build[id]=${created.virtual_machine_build.id}`,
-        headers,
-      }),
-    );
-    runs.push(
-      await load("GET task", trebuchet.child.pid!, {
-        url: `${trebuchet.address}/core/v1/tasks/${created.task.id}`,
-        headers,
-      }),
-    );
+    const scenarios: [string, autocannon.Options][] = [
+      [
+        "POST build_from_spec (rich spec)",
+        {
+          url: `${trebuchet.address}/core/v1/organizations/_/virtual_machines/build_from_spec`,
+          method: "POST",
+          headers,
+          body: buildBody,
+        },
+      ],
+      [
+        "GET build",
+        {
+          url: `${trebuchet.address}/core/v1/virtual_machines/builds/_?virtual_machine_build[id]=${created.virtual_machine_build.id}`,
+          headers,
+        },
+      ],
+      ["GET task", { url: `${trebuchet.address}/core/v1/tasks/${created.task.id}`, headers }],
+    ];
+    for (const [name, options] of scenarios) {
+      if (ONLY === undefined || ONLY === name) runs.push(await load(name, trebuchet.child.pid!, options));
+    }
 
     const base = runs[0]!.rps;
     const targets: Record<string, number> = {

@@ -18,7 +18,22 @@ const QUERY_LIMITS = {
   plainObjects: true,
 };
 
+/**
+ * The one shape nearly every lookup sends (`virtual_machine_build[id]=vmbuild_...`): a
+ * single `name[key]=value` pair with nothing to decode. It skips qs's generality, which
+ * is a tenth of a GET's cost; anything else goes to qs, which gives the same result.
+ */
+const SINGLE_LOOKUP = /^([a-z][a-z0-9_]*)\[([a-z][a-z0-9_]*)\]=([A-Za-z0-9_.~-]*)$/;
+
 export function parseQuery(query: string): ArgumentBag {
+  const single = SINGLE_LOOKUP.exec(query);
+  if (single) {
+    const inner = Object.create(null) as ArgumentBag;
+    inner[single[2]!] = single[3]!;
+    const bag = Object.create(null) as ArgumentBag;
+    bag[single[1]!] = inner;
+    return bag;
+  }
   return qs.parse(query, QUERY_LIMITS) as unknown as ArgumentBag;
 }
 

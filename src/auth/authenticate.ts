@@ -45,6 +45,19 @@ const tokenByHash = (db: Kysely<Database>) =>
   );
 type TokenRow = Awaited<ReturnType<ReturnType<typeof tokenByHash>>>[number];
 
+/** What a token row grants; cached with the row, so a request does not parse its JSON again. */
+function tokenIdentity(row: TokenRow): Identity {
+  const scopes = JSON.parse(row.scopes_json) as string[] | "all";
+  return {
+    kind: "api_token",
+    id: row.id,
+    scopes: scopes === "all" ? "all" : new Set(scopes),
+    userId: row.user_id,
+    access: { kind: "organization", organizationId: row.organization_id, role: row.role },
+    allowedNetworks: JSON.parse(row.allowed_networks_json) as string[],
+  };
+}
+
 const invalidToken = (details: string | null = null) => new ApiError("invalid_api_token", { details });
 
 /**
@@ -54,7 +67,7 @@ const invalidToken = (details: string | null = null) => new ApiError("invalid_ap
  */
 export class Authenticator {
   private readonly tokenByHash;
-  private readonly tokens: FreshnessCache<TokenRow>;
+  private readonly tokens: FreshnessCache<{ row: TokenRow; identity: Identity }>;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -76,12 +89,16 @@ export class Authenticator {
 
   private async apiToken(secret: string, callerIp: string): Promise<Identity> {
     const hash = hashSecret(secret);
-    const row = await this.tokens.get(hash, async () => (await this.tokenByHash(hash))[0]);
+    const token = await this.tokens.get(hash, async () => {
+      const row = (await this.tokenByHash(hash))[0];
+      return row && { row, identity: tokenIdentity(row) };
+    });
     const now = Math.floor(Date.now() / 1000);
-    if (!row) throw invalidToken();
+    if (!token) throw invalidToken();
+    const { row, identity } = token;
     if (row.revoked_at !== null) throw invalidToken("The API token has been revoked");
     if (row.expires_at !== null && row.expires_at <= now) throw invalidToken("The API token has expired");
-    const allowedNetworks = JSON.parse(row.allowed_networks_json) as string[];
+    const allowedNetworks = identity.allowedNetworks;
     if (allowedNetworks.length > 0 && !addressInNetworks(callerIp, allowedNetworks)) {
       throw new ApiError("unauthorized_network_for_api_token", { ip_address: callerIp });
     }
@@ -93,15 +110,7 @@ export class Authenticator {
         .where("id", "=", row.id)
         .execute();
     }
-    const scopes = JSON.parse(row.scopes_json) as string[] | "all";
-    return {
-      kind: "api_token",
-      id: row.id,
-      scopes: scopes === "all" ? "all" : new Set(scopes),
-      userId: row.user_id,
-      access: { kind: "organization", organizationId: row.organization_id, role: row.role },
-      allowedNetworks,
-    };
+    return identity;
   }
 
   private async jwt(token: string): Promise<Identity> {

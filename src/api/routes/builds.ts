@@ -389,9 +389,10 @@ export const buildOperations: Operation[] = [
           ? await queries.virtualMachineById(build.virtual_machine_id)
           : [];
       const annotations = await queries.annotations("VirtualMachineBuild", build.id);
+      const specXml = await queries.buildSpecXml(build.id);
       return {
         body: {
-          virtual_machine_build: present.build(build, vm),
+          virtual_machine_build: present.build({ ...build, spec_xml: specXml }, vm),
           annotations: annotations.map((a) => ({ key: a.key, value: a.value ?? "" })),
         },
       };
