@@ -32,7 +32,11 @@ export function hotQueries(db: Kysely<Database>, cacheMs = DEFAULT_AUTH_CACHE_MS
     2,
   );
   const annotations = new FreshnessCache<Awaited<ReturnType<typeof annotationsOf>>>(Number.POSITIVE_INFINITY);
-  const specXmlOf = prepare(db, (d, id: string) => d.selectFrom("builds").select("spec_xml").where("id", "=", id), 1);
+  const specXmlOf = prepare(
+    db,
+    (d, id: string) => d.selectFrom("builds").select("spec_xml").where("id", "=", id),
+    1,
+  );
   // A few kilobytes each, and the bulk of a build read: 1000 of them stay well inside the memory budget.
   const specXmls = new FreshnessCache<string>(Number.POSITIVE_INFINITY, 1000);
   const found = (rows: OrganizationsTable[]) => (rows.length > 0 ? rows : undefined);

@@ -3,7 +3,13 @@ import qs from "qs";
 import { describe, expect, it } from "vitest";
 import { parseQuery } from "../../src/api/arguments.js";
 
-const QS_OPTIONS = { depth: 4, arrayLimit: 100, parameterLimit: 200, allowPrototypes: false, plainObjects: true };
+const QS_OPTIONS = {
+  depth: 4,
+  arrayLimit: 100,
+  parameterLimit: 200,
+  allowPrototypes: false,
+  plainObjects: true,
+};
 const name = fc.stringMatching(/^[a-z_][a-z0-9_]{0,12}$/);
 const value = fc.stringMatching(/^[A-Za-z0-9_.~%+-]{0,20}$/);
 
