@@ -10,6 +10,7 @@ import type { Identity } from "../auth/identity.js";
 import type { RateLimiter, RateLimitResult } from "../auth/rate-limit.js";
 import { isInMaintenance } from "../catalog/accounts.js";
 import { ApiError, routeNotFound } from "../errors.js";
+import { shareReadsUntilTurnEnds } from "../store/index.js";
 import { mergeArguments, parseQuery } from "./arguments.js";
 import type { Operation, Services } from "./operation.js";
 import { routePath } from "./operation.js";
@@ -125,6 +126,10 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     if ((body as Buffer).length === 0) return done(null, {});
     done(new ApiError("unsupported_media_type"), undefined);
   });
+
+  // Requests that arrive from the network in one poll phase may share a read snapshot
+  // (see store/snapshot-reader.ts). Injected requests (tests) do not arrive in a poll phase.
+  app.server.prependListener("request", () => shareReadsUntilTurnEnds(services.db));
 
   // Hooks every request passes through take callbacks: an async hook costs a promise each time.
   app.addHook("onRequest", (request, reply, done) => {

@@ -45,7 +45,26 @@ export function hotQueries(db: Kysely<Database>, cacheMs = DEFAULT_AUTH_CACHE_MS
       (await organizations.get(`id:${id}`, async () => found(await byId(id)))) ?? [],
     organizationBySubDomain: async (sub: string) =>
       (await organizations.get(`sub:${sub}`, async () => found(await bySubDomain(sub)))) ?? [],
-    taskById: prepare(db, (d, id: string) => d.selectFrom("tasks").selectAll().where("id", "=", id), 1),
+    // What reads of a task show, and whose it is.
+    taskById: prepare(
+      db,
+      (d, id: string) =>
+        d
+          .selectFrom("tasks")
+          .select([
+            "id",
+            "organization_id",
+            "name",
+            "status",
+            "progress",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+          ])
+          .where("id", "=", id),
+      1,
+    ),
     // What reads of a build show, but for its spec XML (see buildSpecXml): not the
     // submitted document or the plan, which can be large.
     buildById: prepare(

@@ -257,7 +257,12 @@ export function disk(d: DisksTable, vm: { id: string; fqdn: string } | undefined
   };
 }
 
-export function task(t: TasksTable) {
+export function task(
+  t: Pick<
+    TasksTable,
+    "id" | "name" | "status" | "progress" | "error" | "created_at" | "started_at" | "finished_at"
+  >,
+) {
   return {
     id: t.id,
     name: t.name,

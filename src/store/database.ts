@@ -5,6 +5,7 @@ import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase } from "kys
 import type pg from "pg";
 import { migrateToLatest } from "./migrate.js";
 import { useReaderConnection } from "./prepared.js";
+import { SnapshotReader } from "./snapshot-reader.js";
 import type { Database } from "./schema.js";
 
 export type DialectName = "sqlite" | "postgres";
@@ -59,12 +60,15 @@ export function redactUrl(url: string): string {
 /**
  * Kysely prepares every statement anew; better-sqlite3's statements are reusable, and
  * preparing is a large share of a small query's cost. Keep the most recent ones.
+ * `beforeEach` runs before every statement the writer connection runs.
  */
-function withStatementCache(sqlite: SQLite.Database, size = 512): SqliteDatabase {
+function withStatementCache(sqlite: SQLite.Database, beforeEach: () => void, size = 512): SqliteDatabase {
   const cache = new Map<string, SQLite.Statement>();
   return {
     close: () => sqlite.close(),
+    // Kysely's driver runs each statement right after preparing it, in the same call.
     prepare(sql: string) {
+      beforeEach();
       let statement = cache.get(sql);
       if (statement) {
         cache.delete(sql);
@@ -110,9 +114,13 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     sqlite.pragma("journal_mode = WAL");
     sqlite.pragma("synchronous = NORMAL");
     sqlite.pragma("foreign_keys = ON");
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
-    const reader = new SQLite(file, { timeout: timeoutMs });
-    reader.pragma("query_only = ON");
+    const readerConnection = new SQLite(file, { timeout: timeoutMs });
+    readerConnection.pragma("query_only = ON");
+    const reader = new SnapshotReader(readerConnection);
+    // Before this process writes, reads leave their shared snapshot, so they see the write.
+    const db = new Kysely<Database>({
+      dialect: new SqliteDialect({ database: withStatementCache(sqlite, reader.release) }),
+    });
     useReaderConnection(db, reader);
     store = {
       db,
@@ -120,7 +128,8 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       location: file,
       close: async () => {
         await db.destroy();
-        reader.close();
+        reader.release();
+        readerConnection.close();
       },
     };
   }

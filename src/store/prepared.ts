@@ -1,16 +1,16 @@
-import type SQLite from "better-sqlite3";
 import type { CompiledQuery, Compilable, Kysely } from "kysely";
+import type { SnapshotReader } from "./snapshot-reader.js";
 
-/**
- * SQLite stores' second connection, for prepared reads. Kysely serialises every query
- * on its one SQLite connection behind an async lock (a transaction holds it across
- * awaits); a read on a connection of its own runs at once, synchronously, and WAL gives
- * it the latest committed state, never another request's uncommitted writes.
- */
-const readers = new WeakMap<object, SQLite.Database>();
+/** SQLite stores' read connections (see snapshot-reader.ts), by store. */
+const readers = new WeakMap<object, SnapshotReader>();
 
-export function useReaderConnection<DB>(db: Kysely<DB>, reader: SQLite.Database): void {
+export function useReaderConnection<DB>(db: Kysely<DB>, reader: SnapshotReader): void {
   readers.set(db, reader);
+}
+
+/** A request has arrived: see SnapshotReader. Nothing to do on PostgreSQL. */
+export function shareReadsUntilTurnEnds<DB>(db: Kysely<DB>): void {
+  readers.get(db)?.shareUntilTurnEnds();
 }
 
 /**
@@ -33,8 +33,8 @@ export function prepare<DB, Args extends string[], Row>(
   const bind = (args: Args) => compiled.parameters.map((p, i) => (slots[i]! >= 0 ? args[slots[i]!] : p));
   const reader = readers.get(db);
   if (reader && /^\s*select\b/i.test(compiled.sql)) {
-    const statement = reader.prepare(compiled.sql);
-    return (...args: Args) => Promise.resolve(statement.all(...bind(args)) as Row[]);
+    const select = reader.select<Row>(compiled.sql);
+    return (...args: Args) => Promise.resolve(select(bind(args)));
   }
   return async (...args: Args) => {
     const result = await db.executeQuery<Row>({ ...compiled, parameters: bind(args) } as CompiledQuery<Row>);

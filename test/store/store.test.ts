@@ -1,4 +1,5 @@
 /** The database layer, run against real SQLite and real PostgreSQL. */
+import SQLite from "better-sqlite3";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -7,6 +8,7 @@ import {
   newId,
   openStore,
   prepare,
+  shareReadsUntilTurnEnds,
   type Store,
 } from "../../src/store/index.js";
 import { DIALECTS, openTestStore, type TestStore } from "../support/stores.js";
@@ -632,6 +634,50 @@ describe("sqlite specifics", () => {
       });
       expect(await bySubDomain("pending")).toEqual([{ id }]);
     } finally {
+      await store.dispose();
+    }
+  });
+
+  it("lets the requests of one poll phase share a read snapshot, and reads this process's writes at once", async () => {
+    const store = await openTestStore("sqlite");
+    const otherProcess = new SQLite(store.location);
+    try {
+      const bySubDomain = prepare(
+        store.db,
+        (d, sub: string) => d.selectFrom("organizations").select("sub_domain").where("sub_domain", "=", sub),
+        1,
+      );
+      const insertElsewhere = otherProcess.prepare(
+        `insert into organizations (id, name, sub_domain, infrastructure_domain, state, managed,
+           currency_iso_code, country_iso_code, created_at, activated_at, suspended_at)
+         values (?, ?, ?, 'x.test', 'active', 0, 'GBP', null, 0, 0, null)`,
+      );
+      const turnEnds = () => new Promise((resolve) => setImmediate(resolve));
+
+      // Outside a request's window, every read sees the latest commit.
+      expect(await bySubDomain("first")).toEqual([]);
+      insertElsewhere.run(newId("organization"), "First", "first");
+      expect(await bySubDomain("first")).toEqual([{ sub_domain: "first" }]);
+
+      // Within one: the snapshot the window's first read opened, until the turn ends.
+      shareReadsUntilTurnEnds(store.db);
+      expect(await bySubDomain("second")).toEqual([]);
+      insertElsewhere.run(newId("organization"), "Second", "second");
+      expect(await bySubDomain("second")).toEqual([]);
+      await turnEnds();
+      expect(await bySubDomain("second")).toEqual([{ sub_domain: "second" }]);
+
+      // A write of this process ends the snapshot before it runs: no turn need pass.
+      shareReadsUntilTurnEnds(store.db);
+      expect(await bySubDomain("here")).toEqual([]);
+      await store.db
+        .updateTable("organizations")
+        .set({ sub_domain: "here" })
+        .where("sub_domain", "=", "second")
+        .execute();
+      expect(await bySubDomain("here")).toEqual([{ sub_domain: "here" }]);
+    } finally {
+      otherProcess.close();
       await store.dispose();
     }
   });
