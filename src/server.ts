@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { buildApp, type Api } from "./api/app.js";
 import { hotQueries } from "./api/hot-queries.js";
+import { RenderedBodies } from "./api/rendered-bodies.js";
 import { OPERATIONS } from "./api/operations.js";
 import { Authenticator } from "./auth/authenticate.js";
 import { OAuthVerifier, type OAuthConfig } from "./auth/oauth.js";
@@ -82,6 +83,7 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
         baseDomain: config.baseDomain,
         snapshots: new SnapshotLoader(store.db),
         queries: hotQueries(store.db, config.authCacheMs),
+        renderedBodies: new RenderedBodies(),
         now: () => Math.floor(Date.now() / 1000),
         closing: closing.signal,
         ...(agent ? { notifyWork: () => agent.poke(), consoles: (vmId: string) => agent.console(vmId) } : {}),

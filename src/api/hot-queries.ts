@@ -4,9 +4,8 @@ import { prepare, type Database, type OrganizationsTable } from "../store/index.
 
 /**
  * The reads nearly every request makes, compiled once per server (see store/prepared.ts).
- * Organizations (their state decides every request) are cached for `cacheMs`; annotations
- * and builds' spec XML, which never change, for as long as they stay among the most
- * recently read.
+ * Organizations (their state decides every request) are cached for `cacheMs`; annotations,
+ * which never change, for as long as they stay among the most recently read.
  */
 export function hotQueries(db: Kysely<Database>, cacheMs = DEFAULT_AUTH_CACHE_MS) {
   const organizations = new FreshnessCache<OrganizationsTable[]>(cacheMs);
@@ -32,13 +31,6 @@ export function hotQueries(db: Kysely<Database>, cacheMs = DEFAULT_AUTH_CACHE_MS
     2,
   );
   const annotations = new FreshnessCache<Awaited<ReturnType<typeof annotationsOf>>>(Number.POSITIVE_INFINITY);
-  const specXmlOf = prepare(
-    db,
-    (d, id: string) => d.selectFrom("builds").select("spec_xml").where("id", "=", id),
-    1,
-  );
-  // A few kilobytes each, and the bulk of a build read: 1000 of them stay well inside the memory budget.
-  const specXmls = new FreshnessCache<string>(Number.POSITIVE_INFINITY, 1000);
   const found = (rows: OrganizationsTable[]) => (rows.length > 0 ? rows : undefined);
   return {
     organizationById: async (id: string) =>
@@ -65,8 +57,8 @@ export function hotQueries(db: Kysely<Database>, cacheMs = DEFAULT_AUTH_CACHE_MS
           .where("id", "=", id),
       1,
     ),
-    // What reads of a build show, but for its spec XML (see buildSpecXml): not the
-    // submitted document or the plan, which can be large.
+    // What reads of a build show, but for its spec XML, which is read only to render a
+    // response again (see rendered-bodies.ts): not the submitted document or the plan.
     buildById: prepare(
       db,
       (d, id: string) =>
@@ -89,9 +81,11 @@ export function hotQueries(db: Kysely<Database>, cacheMs = DEFAULT_AUTH_CACHE_MS
       (d, id: string) => d.selectFrom("virtual_machines").selectAll().where("id", "=", id),
       1,
     ),
-    // A build's normalised spec is written with it and never changes.
-    buildSpecXml: async (id: string) =>
-      (await specXmls.get(id, async () => (await specXmlOf(id))[0]?.spec_xml)) ?? "",
+    buildSpecXml: prepare(
+      db,
+      (d, id: string) => d.selectFrom("builds").select("spec_xml").where("id", "=", id),
+      1,
+    ),
     // Annotations are written with their object, in its transaction, and never change.
     annotations: async (type: string, id: string) =>
       (await annotations.get(`${type}:${id}`, () => annotationsOf(type, id))) ?? [],

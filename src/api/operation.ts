@@ -4,6 +4,7 @@ import type { Identity } from "../auth/identity.js";
 import type { RateLimits } from "../auth/rate-limit.js";
 import type { SnapshotLoader } from "../catalog/snapshot.js";
 import type { HotQueries } from "./hot-queries.js";
+import type { RenderedBodies } from "./rendered-bodies.js";
 import type { Database, DialectName, OrganizationsTable, Role } from "../store/index.js";
 import type { ArgumentBag } from "./arguments.js";
 
@@ -15,6 +16,7 @@ export interface Services {
   baseDomain: string;
   snapshots: SnapshotLoader;
   queries: HotQueries;
+  renderedBodies: RenderedBodies;
   now: () => number;
   /** Tells an in-process worker there is new work (builds, power actions). */
   notifyWork?: () => void;

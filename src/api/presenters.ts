@@ -285,12 +285,13 @@ export function virtualMachineSummary(vm: VirtualMachinesTable) {
 }
 
 export function build(
-  b: Pick<BuildsTable, "id" | "spec_xml" | "state" | "created_at" | "failure_reason">,
+  b: Pick<BuildsTable, "id" | "state" | "created_at" | "failure_reason">,
+  specXml: string,
   vm: VirtualMachinesTable | undefined,
 ) {
   return {
     id: b.id,
-    spec_xml: b.spec_xml,
+    spec_xml: specXml,
     state: b.state,
     // The VM appears once the engine has started building it, as in the recordings.
     virtual_machine: vm && b.state !== "pending" ? virtualMachineSummary(vm) : null,

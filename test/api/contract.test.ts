@@ -263,6 +263,38 @@ describe.each(DIALECTS)("contract on %s", (dialect) => {
     expect(response.json().annotations).toEqual([{ key: "env", value: "test" }]);
   });
 
+  it("shows a build's every change on the next read, though its body is kept rendered", async () => {
+    const read = async () =>
+      (await api.call("GET", `/core/v1/virtual_machines/builds/${ids.build}`, { token })).json();
+    const before = await read();
+    expect(before.virtual_machine_build.state).toBe("pending");
+    const db = api.server.store.db;
+    const vmId = ids.vm!;
+    const { name } = await db
+      .selectFrom("virtual_machines")
+      .select("name")
+      .where("id", "=", vmId)
+      .executeTakeFirstOrThrow();
+    const setBuild = (state: "pending" | "failed", failure_reason: string | null) =>
+      db.updateTable("builds").set({ state, failure_reason }).where("id", "=", ids.build!).execute();
+    try {
+      await setBuild("failed", "the host ran out of disk");
+      const after = await read();
+      expect(after.virtual_machine_build).toMatchObject({
+        state: "failed",
+        failure_reason: "the host ran out of disk",
+        virtual_machine: { id: vmId },
+        spec_xml: before.virtual_machine_build.spec_xml,
+      });
+      await db.updateTable("virtual_machines").set({ name: "Renamed" }).where("id", "=", vmId).execute();
+      expect((await read()).virtual_machine_build.virtual_machine.name).toBe("Renamed");
+    } finally {
+      await setBuild("pending", null);
+      await db.updateTable("virtual_machines").set({ name }).where("id", "=", vmId).execute();
+    }
+    expect(await read()).toEqual(before);
+  });
+
   it("serves the full virtual machine object with its addresses allocated", async () => {
     const response = await api.call(
       "GET",

@@ -388,14 +388,17 @@ export const buildOperations: Operation[] = [
         build.virtual_machine_id && build.state !== "pending"
           ? await queries.virtualMachineById(build.virtual_machine_id)
           : [];
-      const annotations = await queries.annotations("VirtualMachineBuild", build.id);
-      const specXml = await queries.buildSpecXml(build.id);
-      return {
-        body: {
-          virtual_machine_build: present.build({ ...build, spec_xml: specXml }, vm),
+      // The spec XML and the annotations never change; everything else shown may.
+      const fingerprint = JSON.stringify(present.build(build, "", vm));
+      const body = await context.services.renderedBodies.get(`build:${build.id}`, fingerprint, async () => {
+        const [spec] = await queries.buildSpecXml(build.id);
+        const annotations = await queries.annotations("VirtualMachineBuild", build.id);
+        return {
+          virtual_machine_build: present.build(build, spec?.spec_xml ?? "", vm),
           annotations: annotations.map((a) => ({ key: a.key, value: a.value ?? "" })),
-        },
-      };
+        };
+      });
+      return { body };
     },
   },
   {
