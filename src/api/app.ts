@@ -11,7 +11,7 @@ import type { RateLimiter, RateLimitResult } from "../auth/rate-limit.js";
 import { isInMaintenance } from "../catalog/accounts.js";
 import { ApiError, routeNotFound } from "../errors.js";
 import { shareReadsUntilTurnEnds } from "../store/index.js";
-import { mergeArguments, parseQuery } from "./arguments.js";
+import { mergeArguments, parseQuery, type ArgumentBag } from "./arguments.js";
 import type { Operation, Services } from "./operation.js";
 import { routePath } from "./operation.js";
 
@@ -104,7 +104,8 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     trustProxy: options.trustedProxies && options.trustedProxies.length > 0 ? options.trustedProxies : false,
     return503OnClosing: false,
     forceCloseConnections: "idle",
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    // The router parses every query string anyway: have it parse Apia's way, once.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200, querystringParser: parseQuery },
   });
 
   let draining = false;
@@ -127,9 +128,12 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     done(new ApiError("unsupported_media_type"), undefined);
   });
 
-  // Requests that arrive from the network in one poll phase may share a read snapshot
-  // (see store/snapshot-reader.ts). Injected requests (tests) do not arrive in a poll phase.
-  app.server.prependListener("request", () => shareReadsUntilTurnEnds(services.db));
+  // GETs that arrive from the network in one poll phase may share a read snapshot (see
+  // store/snapshot-reader.ts). Other methods write, and a write ends the snapshot
+  // anyway. Injected requests (tests) do not arrive in a poll phase.
+  app.server.prependListener("request", (request: { method?: string }) => {
+    if (request.method === "GET") shareReadsUntilTurnEnds(services.db);
+  });
 
   // Hooks every request passes through take callbacks: an async hook costs a promise each time.
   app.addHook("onRequest", (request, reply, done) => {
@@ -212,10 +216,7 @@ export async function buildApp(options: AppOptions): Promise<Api> {
       url: BASE_PATH + routePath(operation.path),
       handler: async (request, reply) => {
         const identity = await authenticate(request, operation);
-        const query = request.url.includes("?")
-          ? parseQuery(request.url.slice(request.url.indexOf("?") + 1))
-          : {};
-        const args = mergeArguments(query, request.body);
+        const args = mergeArguments(request.query as ArgumentBag, request.body);
         const result = await operation.handle({
           services,
           identity,

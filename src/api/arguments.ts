@@ -26,6 +26,7 @@ const QUERY_LIMITS = {
 const SINGLE_LOOKUP = /^([a-z][a-z0-9_]*)\[([a-z][a-z0-9_]*)\]=([A-Za-z0-9_.~-]*)$/;
 
 export function parseQuery(query: string): ArgumentBag {
+  if (query === "") return Object.create(null) as ArgumentBag;
   const single = SINGLE_LOOKUP.exec(query);
   if (single) {
     const inner = Object.create(null) as ArgumentBag;

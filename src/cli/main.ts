@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/usr/bin/env -S node --max-semi-space-size=2 --single-threaded-gc
 // A small young generation keeps the server under its memory promise (bench/README.md) at no cost in throughput.
 import { CommanderError } from "commander";
 import { buildProgram } from "./program.js";

@@ -390,7 +390,7 @@ export const buildOperations: Operation[] = [
           : [];
       // The spec XML and the annotations never change; everything else shown may.
       const fingerprint = JSON.stringify(present.build(build, "", vm));
-      const body = await context.services.renderedBodies.get(`build:${build.id}`, fingerprint, async () => {
+      const body = await context.services.renderedBodies.get(build.id, fingerprint, async () => {
         const [spec] = await queries.buildSpecXml(build.id);
         const annotations = await queries.annotations("VirtualMachineBuild", build.id);
         return {
