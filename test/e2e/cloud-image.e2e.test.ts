@@ -3,12 +3,10 @@
  * packages, cloud-init, OpenSSH) boots by firmware on q35 and configures itself from the
  * NoCloud seed: hostname, addresses, routes, DNS, SSH keys, template options, disk growth.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { applyCatalog } from "../../src/catalog/apply.js";
-import { createServer, type RunningServer } from "../../src/server.js";
+import type { RunningServer } from "../../src/server.js";
 import {
   cloudTemplate,
   demoTemplate,
@@ -18,8 +16,8 @@ import {
   ROOT,
   ssh,
   uniqueNamespace,
-  e2eTenant,
-  killVmProcesses,
+  startE2eServer,
+  type E2eServer,
 } from "../support/e2e.js";
 import { until } from "../support/eventually.js";
 
@@ -28,6 +26,7 @@ const namespace = uniqueNamespace();
 let server: RunningServer;
 let token: string;
 let dataDir: string;
+let e2e: E2eServer | undefined;
 
 async function call(method: string, path: string, body?: unknown) {
   const response = await server.app.inject({
@@ -41,21 +40,12 @@ async function call(method: string, path: string, body?: unknown) {
 
 beforeAll(async () => {
   await Promise.all([demoTemplate(), cloudTemplate()]);
-  dataDir = mkdtempSync(join(tmpdir(), "trebuchet-cloud-e2e-"));
-  server = await createServer({
-    store: { dataDir },
-    baseDomain: "e2e.test",
-    agent: { dataDir, timeouts: { ready: 600_000 }, pollMs: 100 },
-  });
-  await applyCatalog(server.store.db, e2eCatalog({ namespace }));
-  token = await e2eTenant(server.store.db);
+  e2e = await startE2eServer({ namespace, timeouts: { ready: 600_000 } });
+  ({ server, token, dataDir } = e2e);
 }, 1_200_000);
 
 afterAll(async () => {
-  if (server) await killVmProcesses(server.store.db);
-  await server?.stop();
-  await removeNamespace(namespace);
-  rmSync(dataDir, { recursive: true, force: true });
+  await (e2e ? e2e.stop() : removeNamespace(namespace));
 }, 60_000);
 
 describe("a VM from a cloud image (real QEMU, cloud-init)", () => {

@@ -3,16 +3,13 @@
  * and SSH at its addresses; power actions really change the guest; deletion leaves
  * nothing behind; a build that must fail says why and gives its addresses back.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { applyCatalog } from "../../src/catalog/apply.js";
-import { createServer, type RunningServer } from "../../src/server.js";
+import type { RunningServer } from "../../src/server.js";
 import { runCliAsync } from "../support/cli.js";
 import {
   demoTemplate,
-  e2eCatalog,
   inNamespace,
   ping,
   qemuProcesses,
@@ -20,8 +17,8 @@ import {
   ROOT,
   ssh,
   uniqueNamespace,
-  e2eTenant,
-  killVmProcesses,
+  startE2eServer,
+  type E2eServer,
 } from "../support/e2e.js";
 import { until } from "../support/eventually.js";
 
@@ -31,6 +28,7 @@ const BUILD = "/core/v1/organizations/_/virtual_machines/build_from_spec";
 let server: RunningServer;
 let token: string;
 let dataDir: string;
+let e2e: E2eServer | undefined;
 let url: string;
 const namespace = uniqueNamespace();
 
@@ -63,22 +61,17 @@ async function vmView(id: string) {
 
 beforeAll(async () => {
   await demoTemplate();
-  dataDir = mkdtempSync(join(tmpdir(), "trebuchet-e2e-"));
-  server = await createServer({
-    store: { dataDir },
-    baseDomain: "e2e.test",
-    agent: { dataDir, timeouts: { ready: 300_000, shutdown: 30_000 }, pollMs: 100 },
+  e2e = await startE2eServer({
+    namespace,
+    timeouts: { ready: 300_000, shutdown: 30_000 },
+    hostMemoryInGb: 4,
   });
-  await applyCatalog(server.store.db, e2eCatalog({ namespace, hostMemoryInGb: 4 }));
-  token = await e2eTenant(server.store.db);
+  ({ server, token, dataDir } = e2e);
   url = await server.app.listen({ host: "127.0.0.1", port: 0 });
 }, 600_000);
 
 afterAll(async () => {
-  if (server) await killVmProcesses(server.store.db);
-  await server?.stop();
-  await removeNamespace(namespace);
-  rmSync(dataDir, { recursive: true, force: true });
+  await (e2e ? e2e.stop() : removeNamespace(namespace));
 }, 60_000);
 
 describe("a VM built from examples/web.xml (real QEMU)", () => {

@@ -4,13 +4,15 @@
  * inside that namespace. Needs root, QEMU and iproute2 (scripts/test installs them).
  */
 import { execFile, execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer as createNetServer } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
 import type { Kysely } from "kysely";
 import { addSshKey, createApiToken, createOrganization } from "../../src/catalog/accounts.js";
+import { applyCatalog } from "../../src/catalog/apply.js";
 import { readCatalogFile, type CatalogFile } from "../../src/catalog/catalog-file.js";
 import {
   buildCloudTemplate,
@@ -22,6 +24,8 @@ import {
   demoTemplateExists,
   demoTemplateFiles,
 } from "../../src/hosts/qemu/demo-template.js";
+import type { StepTimeouts } from "../../src/hosts/driver.js";
+import { createServer, type RunningServer } from "../../src/server.js";
 import { randomAlphanumeric, type Database } from "../../src/store/index.js";
 
 const exec = promisify(execFile);
@@ -181,4 +185,44 @@ export async function killVmProcesses(db: Kysely<Database>): Promise<void> {
   for (const vm of await db.selectFrom("virtual_machines").select("id").execute()) {
     for (const pid of qemuProcesses(vm.id)) process.kill(pid, "SIGKILL");
   }
+}
+
+export interface E2eServer {
+  server: RunningServer;
+  /** An admin token of organization `acme`. */
+  token: string;
+  dataDir: string;
+  stop: () => Promise<void>;
+}
+
+/**
+ * One in-process server (API and host agent) on a fresh data directory, with the e2e
+ * catalog in `namespace` and the e2e tenant. `stop` leaves nothing behind: QEMU
+ * processes, the server, the namespace, the data directory.
+ */
+export async function startE2eServer(options: {
+  namespace: string;
+  timeouts: Partial<StepTimeouts>;
+  hostMemoryInGb?: number;
+}): Promise<E2eServer> {
+  const { namespace } = options;
+  const dataDir = mkdtempSync(join(tmpdir(), "trebuchet-e2e-"));
+  const server = await createServer({
+    store: { dataDir },
+    baseDomain: "e2e.test",
+    agent: { dataDir, timeouts: options.timeouts, pollMs: 100 },
+  });
+  await applyCatalog(server.store.db, e2eCatalog({ namespace, hostMemoryInGb: options.hostMemoryInGb }));
+  const token = await e2eTenant(server.store.db);
+  return {
+    server,
+    token,
+    dataDir,
+    async stop() {
+      await killVmProcesses(server.store.db);
+      await server.stop();
+      await removeNamespace(namespace);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
 }
