@@ -66,10 +66,44 @@ export async function openTestStore(
     options,
     dispose: async () => {
       await store.close();
-      const cleanup = new pg.Client({ connectionString: base });
-      await cleanup.connect();
-      await cleanup.query(`drop database if exists ${name} with (force)`);
-      await cleanup.end();
+      await dropDatabase(base, name);
     },
   };
+}
+
+/**
+ * A plain DROP DATABASE stops autovacuum workers itself; WITH (FORCE) cannot
+ * (they belong to no role the test role may signal), but it ends connections a
+ * pool has not closed yet. So: plain first, force when the database is in use,
+ * and again until the other sessions are gone.
+ */
+async function dropDatabase(base: string, name: string): Promise<void> {
+  const cleanup = new pg.Client({ connectionString: base });
+  await cleanup.connect();
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await cleanup.query(`drop database if exists ${name}`);
+        return;
+      } catch (error) {
+        if (sqlState(error) !== OBJECT_IN_USE || attempt === 50) throw error;
+      }
+      try {
+        await cleanup.query(`drop database if exists ${name} with (force)`);
+        return;
+      } catch (error) {
+        if (sqlState(error) !== INSUFFICIENT_PRIVILEGE) throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } finally {
+    await cleanup.end();
+  }
+}
+
+const OBJECT_IN_USE = "55006";
+const INSUFFICIENT_PRIVILEGE = "42501";
+
+function sqlState(error: unknown): unknown {
+  return typeof error === "object" && error !== null && "code" in error ? error.code : undefined;
 }
