@@ -79,6 +79,7 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
     api = await buildApp({
       services: {
         db: store.db,
+        groupCommit: store.groupCommit,
         dialect: store.dialect,
         baseDomain: config.baseDomain,
         snapshots: new SnapshotLoader(store.db),

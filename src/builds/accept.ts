@@ -3,7 +3,7 @@ import type { Kysely, Transaction } from "kysely";
 import { AddressesExhausted, allocateAddress } from "../catalog/allocate.js";
 import type { HostnameGenerator } from "../planner/hostnames.js";
 import type { BuildPlan, PlanProblem } from "../planner/plan.js";
-import { newId, type Database, type IpAddressesTable } from "../store/index.js";
+import { newId, type Database, type GroupCommit, type IpAddressesTable } from "../store/index.js";
 
 /** The build's task name, as the real API names it. */
 export const BUILD_TASK_NAME = "Build virtual machine";
@@ -70,24 +70,32 @@ async function freshMacAddress(trx: Transaction<Database>): Promise<string> {
 }
 
 /**
- * Reserves everything a plan needs and records the build, in one transaction: the VM
+ * Reserves everything a plan needs and records the build, in one unit of work: the VM
  * record, its interfaces, addresses, disks, tags and backup policies, the build
  * (`pending`) and its task (`pending`), annotations and the idempotency key. Either all
- * of it is written or none of it.
+ * of it is written or none of it; it is committed with the other builds of the same
+ * turn (group commit), and the promise settles only once that commit is done.
  */
-export async function acceptBuild(
+export function acceptBuild(
+  commits: GroupCommit,
+  dialect: "sqlite" | "postgres",
+  acceptance: Acceptance,
+  generateHostname: HostnameGenerator,
+): Promise<AcceptedBuild> {
+  return commits.run((trx) => reserve(trx, dialect, acceptance, generateHostname));
+}
+
+/** What acceptBuild would reserve now (addresses, hostname), in a transaction that is rolled back. */
+export async function previewBuild(
   db: Kysely<Database>,
   dialect: "sqlite" | "postgres",
   acceptance: Acceptance,
   generateHostname: HostnameGenerator,
-  options: { dryRun?: boolean } = {},
 ): Promise<AcceptedBuild> {
-  const run = (trx: Transaction<Database>) => reserve(trx, dialect, acceptance, generateHostname);
-  if (!options.dryRun) return db.transaction().execute(run);
   let result: AcceptedBuild | undefined;
   try {
     await db.transaction().execute(async (trx) => {
-      result = await run(trx);
+      result = await reserve(trx, dialect, acceptance, generateHostname);
       throw new DryRunRollback();
     });
   } catch (error) {

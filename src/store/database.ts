@@ -3,6 +3,7 @@ import { join } from "node:path";
 import SQLite from "better-sqlite3";
 import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase } from "kysely";
 import type pg from "pg";
+import { GroupCommit } from "./group-commit.js";
 import { migrateToLatest } from "./migrate.js";
 import { useReaderConnection } from "./prepared.js";
 import { SnapshotReader } from "./snapshot-reader.js";
@@ -25,6 +26,8 @@ export interface StoreOptions {
 
 export interface Store {
   db: Kysely<Database>;
+  /** Commits the writes of one event-loop turn together (see GroupCommit). */
+  groupCommit: GroupCommit;
   dialect: DialectName;
   /** Where the data lives, for messages: a file path or the URL without its password. */
   location: string;
@@ -105,7 +108,13 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     // An idle client's error (the server went away) must not crash the process; the next query reports it.
     pool.on("error", () => undefined);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    store = { db, dialect: "postgres", location: redactUrl(options.databaseUrl), close: () => db.destroy() };
+    store = {
+      db,
+      groupCommit: new GroupCommit(db),
+      dialect: "postgres",
+      location: redactUrl(options.databaseUrl),
+      close: () => db.destroy(),
+    };
   } else {
     const dataDir = options.dataDir ?? ".data";
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -114,6 +123,9 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     sqlite.pragma("journal_mode = WAL");
     sqlite.pragma("synchronous = NORMAL");
     sqlite.pragma("foreign_keys = ON");
+    // Savepoints (one per build in a group commit) and statements save the pages they
+    // change in a sub-journal: in memory that is a copy, in a temporary file a write.
+    sqlite.pragma("temp_store = MEMORY");
     const readerConnection = new SQLite(file, { timeout: timeoutMs });
     readerConnection.pragma("query_only = ON");
     const reader = new SnapshotReader(readerConnection);
@@ -124,6 +136,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     useReaderConnection(db, reader);
     store = {
       db,
+      groupCommit: new GroupCommit(db),
       dialect: "sqlite",
       location: file,
       close: async () => {

@@ -5,3 +5,4 @@ export type * from "./schema.js";
 export { BUILD_STATES, ORGANIZATION_STATES, ROLES, TASK_STATUSES, VIRTUAL_MACHINE_STATES } from "./schema.js";
 export * from "./prepared.js";
 export * from "./housekeeping.js";
+export * from "./group-commit.js";

@@ -27,4 +27,20 @@ describe("object IDs", () => {
       expect(n).toBeLessThan(1200);
     }
   });
+
+  it("sort in the order they were made, bytewise, from one millisecond to the next", () => {
+    const times = [0, 1, 61, 62, 1_700_000_000_000, 1_700_000_000_001, Date.now(), 62 ** 7 - 1];
+    const ids = times.map((ms) => newId("build", ms));
+    const bytewise = [...ids].sort((a, b) => (Buffer.from(a) < Buffer.from(b) ? -1 : 1));
+    expect(bytewise).toEqual(ids);
+    expect(new Set(ids.map((id) => id.slice("vmbuild_".length, "vmbuild_".length + 7))).size).toBe(
+      times.length,
+    );
+  });
+
+  it("made in the same millisecond differ in their random part", () => {
+    const ids = Array.from({ length: 10_000 }, () => newId("task", 1_700_000_000_000));
+    expect(new Set(ids).size).toBe(10_000);
+    expect(new Set(ids.map((id) => id.slice(0, -9))).size).toBe(1);
+  });
 });

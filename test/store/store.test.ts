@@ -564,6 +564,80 @@ describe.each(DIALECTS)("store on %s", (dialect) => {
   });
 });
 
+describe.each(DIALECTS)("group commit on %s", (dialect) => {
+  let store: TestStore;
+  let observer: Store;
+  const setting = (key: string) => ({ key, value: "v", updated_at: now() });
+  const keysSeenByAnotherConnection = async () =>
+    (await observer.db.selectFrom("settings").select("key").where("key", "like", "gc-%").execute())
+      .map((row) => row.key)
+      .sort();
+
+  beforeAll(async () => {
+    store = await openTestStore(dialect);
+    observer = await openStore(store.options);
+  });
+  afterAll(async () => {
+    await observer?.close();
+    await store?.dispose();
+  });
+
+  it("commits the units of one turn together, keeps a failed unit's writes out, and settles only after the commit", async () => {
+    const seenAtFirstSettlement: string[][] = [];
+    const first = store.groupCommit.run(async (trx) => {
+      await trx.insertInto("settings").values(setting("gc-1")).execute();
+      return "one";
+    });
+    const failing = store.groupCommit.run(async (trx) => {
+      await trx.insertInto("settings").values(setting("gc-2")).execute();
+      throw new Error("unit two fails");
+    });
+    const third = store.groupCommit.run(async (trx) => {
+      // Earlier units of the group are visible to later ones.
+      const earlier = await trx.selectFrom("settings").select("key").where("key", "=", "gc-1").execute();
+      await trx.insertInto("settings").values(setting("gc-3")).execute();
+      return earlier.length;
+    });
+    const settled = Promise.allSettled([
+      first.then(async (value) => {
+        seenAtFirstSettlement.push(await keysSeenByAnotherConnection());
+        return value;
+      }),
+      failing,
+      third,
+    ]);
+    // Nothing is committed before the turn ends.
+    expect(await keysSeenByAnotherConnection()).toEqual([]);
+    const [one, two, three] = await settled;
+    expect(one).toEqual({ status: "fulfilled", value: "one" });
+    expect(two).toMatchObject({ status: "rejected", reason: { message: "unit two fails" } });
+    expect(three).toEqual({ status: "fulfilled", value: 1 });
+    // When the first unit settled, the third unit's write was already committed: one commit for all.
+    expect(seenAtFirstSettlement).toEqual([["gc-1", "gc-3"]]);
+    expect(await keysSeenByAnotherConnection()).toEqual(["gc-1", "gc-3"]);
+  });
+
+  it("fails every unit of the group when the commit itself fails, and writes none of them", async () => {
+    const good = store.groupCommit.run(async (trx) => {
+      await trx.insertInto("settings").values(setting("gc-4")).execute();
+    });
+    // A deferred foreign key is checked at COMMIT: the whole group's commit fails.
+    const poison = store.groupCommit.run(async (trx) => {
+      await sql`create table group_commit_probe (id integer primary key, parent integer references group_commit_probe (id) deferrable initially deferred)`.execute(
+        trx,
+      );
+      await sql`insert into group_commit_probe (id, parent) values (1, 99)`.execute(trx);
+    });
+    const [a, b] = await Promise.allSettled([good, poison]);
+    expect(a.status).toBe("rejected");
+    expect(b.status).toBe("rejected");
+    expect(await keysSeenByAnotherConnection()).toEqual(["gc-1", "gc-3"]);
+    // The store goes on working: the next group commits.
+    await store.groupCommit.run((trx) => trx.insertInto("settings").values(setting("gc-5")).execute());
+    expect(await keysSeenByAnotherConnection()).toEqual(["gc-1", "gc-3", "gc-5"]);
+  });
+});
+
 describe.each(DIALECTS)("store timeouts on %s", (dialect) => {
   it("gives up on a statement that runs past the timeout instead of hanging", async () => {
     const store = await openTestStore(dialect, { timeoutMs: 300 });

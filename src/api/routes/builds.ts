@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { acceptBuild, ReservationFailed, type AcceptedBuild } from "../../builds/accept.js";
+import { acceptBuild, previewBuild, ReservationFailed, type AcceptedBuild } from "../../builds/accept.js";
 import { ApiError, invalidArgument, missingArgument, type ErrorCode } from "../../errors.js";
 import { randomHostname } from "../../planner/hostnames.js";
 import type { BuildPlan, PlanProblem } from "../../planner/plan.js";
@@ -143,7 +143,6 @@ async function buildFromModel(
   annotations: KeyValue[],
   notFoundAs404: boolean,
 ) {
-  const { db } = context.services;
   const key = idempotencyKey(context);
   const hash = key ? requestHash(context, org.id) : "";
   if (key) {
@@ -158,7 +157,7 @@ async function buildFromModel(
   }
   try {
     const accepted = await acceptBuild(
-      db,
+      context.services.groupCommit,
       context.services.dialect,
       {
         organizationId: org.id,
@@ -344,7 +343,7 @@ export const buildOperations: Operation[] = [
       const planned = planBuild(result.spec, snapshot, randomHostname);
       if (!planned.ok) return report(located(planned.problems, result.sources), result.warnings, null);
       try {
-        const accepted = await acceptBuild(
+        const accepted = await previewBuild(
           context.services.db,
           context.services.dialect,
           {
@@ -356,7 +355,6 @@ export const buildOperations: Operation[] = [
             fqdnSuffix: org.infrastructure_domain,
           },
           randomHostname,
-          { dryRun: true },
         );
         return report([], result.warnings, describePlan(planned.plan, accepted, snapshot));
       } catch (error) {

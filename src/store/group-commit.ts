@@ -1,0 +1,74 @@
+import { sql, type Kysely, type Transaction } from "kysely";
+import type { Database } from "./schema.js";
+
+export type UnitOfWork<T> = (trx: Transaction<Database>) => Promise<T>;
+
+interface Pending {
+  work: UnitOfWork<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/**
+ * Group commit: the units of work submitted during one turn of the event loop run
+ * one after another in a single transaction, each inside a savepoint of its own, and
+ * are committed together at the end of the turn.
+ *
+ * A commit is most of a small write's cost (on SQLite: the WAL frames of every page
+ * touched, and now and then a checkpoint with its fsync); rows written by concurrent
+ * requests share pages, so one commit for many of them writes far less.
+ *
+ * Each unit still succeeds or fails alone: a unit that throws is rolled back to its
+ * savepoint and the others go on. No unit's promise settles before the commit has
+ * succeeded, so no caller answers for data that is not durable; if the commit fails,
+ * every unit of the group fails with its error.
+ *
+ * A unit must use only the transaction it is given: the writer connection is held
+ * until the group commits.
+ */
+export class GroupCommit {
+  private queue: Pending[] = [];
+
+  constructor(private readonly db: Kysely<Database>) {}
+
+  run<T>(work: UnitOfWork<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.queue.length === 0) setImmediate(() => void this.commitQueued());
+      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+    });
+  }
+
+  private async commitQueued(): Promise<void> {
+    const group = this.queue;
+    this.queue = [];
+    const outcomes: Outcome[] = [];
+    try {
+      await this.db.transaction().execute(async (trx) => {
+        for (const unit of group) outcomes.push(await runInSavepoint(trx, unit.work));
+      });
+    } catch (error) {
+      for (const unit of group) unit.reject(error);
+      return;
+    }
+    group.forEach((unit, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) unit.resolve(outcome.value);
+      else unit.reject(outcome.error);
+    });
+  }
+}
+
+async function runInSavepoint(trx: Transaction<Database>, work: UnitOfWork<unknown>): Promise<Outcome> {
+  await sql`savepoint group_unit`.execute(trx);
+  try {
+    const value = await work(trx);
+    await sql`release savepoint group_unit`.execute(trx);
+    return { ok: true, value };
+  } catch (error) {
+    await sql`rollback to savepoint group_unit`.execute(trx);
+    await sql`release savepoint group_unit`.execute(trx);
+    return { ok: false, error };
+  }
+}
