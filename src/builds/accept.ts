@@ -3,7 +3,15 @@ import type { Kysely, Transaction } from "kysely";
 import { AddressesExhausted, allocateAddress } from "../catalog/allocate.js";
 import type { HostnameGenerator } from "../planner/hostnames.js";
 import type { BuildPlan, PlanProblem } from "../planner/plan.js";
-import { newId, type Database, type GroupCommit, type IpAddressesTable } from "../store/index.js";
+import {
+  insertRow,
+  newId,
+  transactionQuery,
+  type Database,
+  type DialectName,
+  type GroupCommit,
+  type IpAddressesTable,
+} from "../store/index.js";
 
 /** The build's task name, as the real API names it. */
 export const BUILD_TASK_NAME = "Build virtual machine";
@@ -56,18 +64,35 @@ function macAddress(): string {
   return ["52", ...[...randomBytes(5)].map((b) => b.toString(16).padStart(2, "0"))].join(":");
 }
 
+const interfaceWithMac = transactionQuery(
+  (d, mac: string) => d.selectFrom("network_interfaces").select("id").where("mac_address", "=", mac),
+  1,
+);
+
 /** A MAC no interface has yet: collisions are rare (40 bits) but must not fail a build. */
-async function freshMacAddress(trx: Transaction<Database>): Promise<string> {
+async function freshMacAddress(trx: Transaction<Database>, dialect: DialectName): Promise<string> {
   for (;;) {
     const mac = macAddress();
-    const taken = await trx
-      .selectFrom("network_interfaces")
-      .select("id")
-      .where("mac_address", "=", mac)
-      .executeTakeFirst();
-    if (!taken) return mac;
+    if ((await interfaceWithMac(trx, dialect, mac)).length === 0) return mac;
   }
 }
+
+const liveVirtualMachineNamed = transactionQuery(
+  (d, organizationId: string, hostname: string) =>
+    d
+      .selectFrom("virtual_machines")
+      .select("id")
+      .where("organization_id", "=", organizationId)
+      .where("hostname", "=", hostname)
+      .where("deleted_at", "is", null),
+  2,
+);
+
+const tagNamed = transactionQuery(
+  (d, organizationId: string, name: string) =>
+    d.selectFrom("tags").select("id").where("organization_id", "=", organizationId).where("name", "=", name),
+  2,
+);
 
 /**
  * Reserves everything a plan needs and records the build, in one unit of work: the VM
@@ -119,13 +144,7 @@ async function reserve(
   // Hostname: unique among the organization's live VMs. A generated one is drawn again.
   let hostname = plan.hostname;
   for (let attempt = 0; ; attempt++) {
-    const taken = await trx
-      .selectFrom("virtual_machines")
-      .select("id")
-      .where("organization_id", "=", plan.organizationId)
-      .where("hostname", "=", hostname)
-      .where("deleted_at", "is", null)
-      .executeTakeFirst();
+    const [taken] = await liveVirtualMachineNamed(trx, dialect, plan.organizationId, hostname);
     if (!taken) break;
     if (!plan.hostnameGenerated) {
       throw new ReservationFailed([
@@ -144,46 +163,40 @@ async function reserve(
   const vmId = newId("virtualMachine");
   const buildId = newId("build");
   const taskId = newId("task");
-  await trx
-    .insertInto("virtual_machines")
-    .values({
-      id: vmId,
-      organization_id: plan.organizationId,
-      name: plan.hostnameGenerated && plan.name === plan.hostname ? hostname : plan.name,
-      hostname,
-      fqdn,
-      description: plan.description,
-      state: "stopped",
-      zone_id: plan.zoneId,
-      host_id: null,
-      package_id: plan.packageId,
-      group_id: plan.groupId,
-      iso_id: plan.isoId,
-      disk_template_version_id: plan.template.versionId,
-      memory_in_gb: plan.memoryInGb,
-      cpu_cores: plan.cpuCores,
-      initial_root_password: null,
-      created_at: now,
-      deleted_at: null,
-    })
-    .execute();
+  await insertRow(trx, dialect, "virtual_machines", {
+    id: vmId,
+    organization_id: plan.organizationId,
+    name: plan.hostnameGenerated && plan.name === plan.hostname ? hostname : plan.name,
+    hostname,
+    fqdn,
+    description: plan.description,
+    state: "stopped",
+    zone_id: plan.zoneId,
+    host_id: null,
+    package_id: plan.packageId,
+    group_id: plan.groupId,
+    iso_id: plan.isoId,
+    disk_template_version_id: plan.template.versionId,
+    memory_in_gb: plan.memoryInGb,
+    cpu_cores: plan.cpuCores,
+    initial_root_password: null,
+    created_at: now,
+    deleted_at: null,
+  });
 
   // Interfaces and their addresses.
   const addresses: AcceptedBuild["addresses"] = [];
   for (const [position, nic] of plan.interfaces.entries()) {
-    await trx
-      .insertInto("network_interfaces")
-      .values({
-        id: newId("networkInterface"),
-        virtual_machine_id: vmId,
-        position: position + 1,
-        network_id: nic.networkId,
-        virtual_network_id: nic.virtualNetworkId,
-        speed_profile_id: nic.speedProfileId,
-        mac_address: await freshMacAddress(trx),
-        created_at: now,
-      })
-      .execute();
+    await insertRow(trx, dialect, "network_interfaces", {
+      id: newId("networkInterface"),
+      virtual_machine_id: vmId,
+      position: position + 1,
+      network_id: nic.networkId,
+      virtual_network_id: nic.virtualNetworkId,
+      speed_profile_id: nic.speedProfileId,
+      mac_address: await freshMacAddress(trx, dialect),
+      created_at: now,
+    });
     for (const [index, allocation] of nic.allocations.entries()) {
       const path = `/VirtualMachineSpec/NetworkInterfaces/NetworkInterface[${position + 1}]/IPAddressAllocation[${index + 1}]`;
       let row: IpAddressesTable | undefined;
@@ -244,40 +257,34 @@ async function reserve(
   // Disks: the system disk and data disks are created by the build; shared disks are attached now.
   for (const [index, disk] of plan.disks.entries()) {
     const diskId = newId("disk");
-    await trx
-      .insertInto("disks")
-      .values({
-        id: diskId,
-        organization_id: plan.organizationId,
-        data_center_id: plan.dataCenterId,
-        name: disk.name,
-        size_in_gb: disk.sizeInGb,
-        storage_speed: disk.speed,
-        io_profile_id: disk.ioProfileId,
-        file_system_type: disk.fileSystemType,
-        virtual_machine_id: vmId,
-        position: index + 1,
-        shared: 0,
-        host_id: null,
-        path: null,
-        state: "pending",
-        created_at: now,
-      })
-      .execute();
+    await insertRow(trx, dialect, "disks", {
+      id: diskId,
+      organization_id: plan.organizationId,
+      data_center_id: plan.dataCenterId,
+      name: disk.name,
+      size_in_gb: disk.sizeInGb,
+      storage_speed: disk.speed,
+      io_profile_id: disk.ioProfileId,
+      file_system_type: disk.fileSystemType,
+      virtual_machine_id: vmId,
+      position: index + 1,
+      shared: 0,
+      host_id: null,
+      path: null,
+      state: "pending",
+      created_at: now,
+    });
     for (const policy of disk.backupPolicies) {
-      await trx
-        .insertInto("disk_backup_policies")
-        .values({
-          id: newId("backupPolicy"),
-          virtual_machine_id: null,
-          disk_id: diskId,
-          retention: policy.retention,
-          schedule_interval: policy.interval,
-          schedule_frequency: policy.frequency,
-          schedule_time: policy.time,
-          created_at: now,
-        })
-        .execute();
+      await insertRow(trx, dialect, "disk_backup_policies", {
+        id: newId("backupPolicy"),
+        virtual_machine_id: null,
+        disk_id: diskId,
+        retention: policy.retention,
+        schedule_interval: policy.interval,
+        schedule_frequency: policy.frequency,
+        schedule_time: policy.time,
+        created_at: now,
+      });
     }
   }
   for (const [index, diskId] of plan.sharedDiskIds.entries()) {
@@ -297,114 +304,92 @@ async function reserve(
   }
   if (problems.length > 0) throw new ReservationFailed(problems);
   for (const policy of plan.backupPolicies) {
-    await trx
-      .insertInto("disk_backup_policies")
-      .values({
-        id: newId("backupPolicy"),
-        virtual_machine_id: vmId,
-        disk_id: null,
-        retention: policy.retention,
-        schedule_interval: policy.interval,
-        schedule_frequency: policy.frequency,
-        schedule_time: policy.time,
-        created_at: now,
-      })
-      .execute();
+    await insertRow(trx, dialect, "disk_backup_policies", {
+      id: newId("backupPolicy"),
+      virtual_machine_id: vmId,
+      disk_id: null,
+      retention: policy.retention,
+      schedule_interval: policy.interval,
+      schedule_frequency: policy.frequency,
+      schedule_time: policy.time,
+      created_at: now,
+    });
   }
 
   // Tags, created on first use.
   for (const [index, name] of plan.tags.entries()) {
-    let tag = await trx
-      .selectFrom("tags")
-      .select("id")
-      .where("organization_id", "=", plan.organizationId)
-      .where("name", "=", name)
-      .executeTakeFirst();
+    let [tag] = await tagNamed(trx, dialect, plan.organizationId, name);
     if (!tag) {
       tag = { id: newId("tag") };
-      await trx
-        .insertInto("tags")
-        .values({
-          id: tag.id,
-          organization_id: plan.organizationId,
-          name,
-          color: "light_blue",
-          created_at: now,
-        })
-        .execute();
+      await insertRow(trx, dialect, "tags", {
+        id: tag.id,
+        organization_id: plan.organizationId,
+        name,
+        color: "light_blue",
+        created_at: now,
+      });
     }
-    await trx
-      .insertInto("virtual_machine_tags")
-      .values({ virtual_machine_id: vmId, tag_id: tag.id, position: index + 1 })
-      .execute();
+    await insertRow(trx, dialect, "virtual_machine_tags", {
+      virtual_machine_id: vmId,
+      tag_id: tag.id,
+      position: index + 1,
+    });
   }
 
-  await trx
-    .insertInto("tasks")
-    .values({
-      id: taskId,
-      organization_id: plan.organizationId,
-      name: BUILD_TASK_NAME,
-      status: "pending",
-      progress: 0,
-      object_type: "VirtualMachineBuild",
-      object_id: buildId,
-      error: null,
-      created_at: now,
-      started_at: null,
-      finished_at: null,
-    })
-    .execute();
+  await insertRow(trx, dialect, "tasks", {
+    id: taskId,
+    organization_id: plan.organizationId,
+    name: BUILD_TASK_NAME,
+    status: "pending",
+    progress: 0,
+    object_type: "VirtualMachineBuild",
+    object_id: buildId,
+    error: null,
+    created_at: now,
+    started_at: null,
+    finished_at: null,
+  });
   const finalPlan: BuildPlan = { ...plan, hostname };
-  await trx
-    .insertInto("builds")
-    .values({
-      id: buildId,
-      organization_id: plan.organizationId,
-      virtual_machine_id: vmId,
-      task_id: taskId,
-      state: "pending",
-      submitted_spec: acceptance.submittedSpec,
-      spec_xml: acceptance.renderSpecXml(hostname),
-      plan_json: JSON.stringify({ ...finalPlan, addresses }),
-      failure_reason: null,
-      lease_owner: null,
-      lease_expires_at: null,
-      attempts: 0,
-      created_at: now,
-      updated_at: now,
-    })
-    .execute();
+  await insertRow(trx, dialect, "builds", {
+    id: buildId,
+    organization_id: plan.organizationId,
+    virtual_machine_id: vmId,
+    task_id: taskId,
+    state: "pending",
+    submitted_spec: acceptance.submittedSpec,
+    spec_xml: acceptance.renderSpecXml(hostname),
+    plan_json: JSON.stringify({ ...finalPlan, addresses }),
+    failure_reason: null,
+    lease_owner: null,
+    lease_expires_at: null,
+    attempts: 0,
+    created_at: now,
+    updated_at: now,
+  });
   for (const [index, annotation] of acceptance.annotations.entries()) {
     for (const objectType of ["VirtualMachineBuild", "VirtualMachine"]) {
-      await trx
-        .insertInto("annotations")
-        .values({
-          object_type: objectType,
-          object_id: objectType === "VirtualMachine" ? vmId : buildId,
-          position: index + 1,
-          key: annotation.key,
-          value: annotation.value,
-        })
-        .execute();
+      await insertRow(trx, dialect, "annotations", {
+        object_type: objectType,
+        object_id: objectType === "VirtualMachine" ? vmId : buildId,
+        position: index + 1,
+        key: annotation.key,
+        value: annotation.value,
+      });
     }
   }
   const result: AcceptedBuild = { buildId, taskId, virtualMachineId: vmId, hostname, addresses };
   if (acceptance.idempotency) {
     const { identityId, key, requestHash, ttlSeconds, respond } = acceptance.idempotency;
     const response = respond(result);
-    await trx
-      .insertInto("idempotency_keys")
-      .values({
-        identity_id: identityId,
-        key,
-        request_hash: requestHash,
-        response_status: response.status,
-        response_body: JSON.stringify(response.body),
-        created_at: now,
-        expires_at: now + ttlSeconds,
-      })
-      .execute();
+    await insertRow(trx, dialect, "idempotency_keys", {
+      identity_id: identityId,
+      key,
+      request_hash: requestHash,
+      response_status: response.status,
+      response_body: JSON.stringify(response.body),
+      created_at: now,
+      expires_at: now + ttlSeconds,
+    });
   }
   return result;
 }

@@ -1,5 +1,12 @@
 import type { Kysely } from "kysely";
-import { newId, type Database, type IpAddressesTable } from "../store/index.js";
+import {
+  insertRow,
+  newId,
+  transactionQuery,
+  type Database,
+  type DialectName,
+  type IpAddressesTable,
+} from "../store/index.js";
 import { addressKey, bigIntToAddress, bigIntToKey, keyToBigInt, type IpVersion } from "./addresses.js";
 
 /** Raised when a network has no free address of the wanted version. */
@@ -16,6 +23,35 @@ export interface AllocationRequest {
   reverseDns: string | null;
 }
 
+/** A network's subnets of one IP version; on PostgreSQL locked, in ID order, for the transaction (all of them, also when the spec names one). */
+const subnetsOf = (trx: Kysely<Database>, dialect: DialectName, networkId: string, version: IpVersion) =>
+  dialect === "postgres"
+    ? subnetsForUpdate(trx, dialect, networkId, version)
+    : subnetsForRead(trx, dialect, networkId, version);
+const subnetsQuery = (d: Kysely<Database>, networkId: string, version: IpVersion) =>
+  d
+    .selectFrom("subnets")
+    .selectAll()
+    .where("network_id", "=", networkId)
+    .where("ip_version", "=", version)
+    .orderBy("id");
+const subnetsForRead = transactionQuery(subnetsQuery, 2);
+const subnetsForUpdate = transactionQuery(
+  (d, networkId: string, version: IpVersion) => subnetsQuery(d, networkId, version).forUpdate(),
+  2,
+);
+
+const highestAddressKey = transactionQuery(
+  (d, networkId: string, startKey: string, endKey: string) =>
+    d
+      .selectFrom("ip_addresses")
+      .select((eb) => eb.fn.max("address_key").as("key"))
+      .where("network_id", "=", networkId)
+      .where("address_key", ">=", startKey)
+      .where("address_key", "<=", endKey),
+  3,
+);
+
 /**
  * Takes the next free address inside a transaction. The unique index on
  * (network, address) is what guarantees no address is ever held twice; on
@@ -24,21 +60,18 @@ export interface AllocationRequest {
  */
 export async function allocateAddress(
   trx: Kysely<Database>,
-  dialect: "sqlite" | "postgres",
+  dialect: DialectName,
   request: AllocationRequest,
 ): Promise<IpAddressesTable> {
-  let query = trx
-    .selectFrom("subnets")
-    .selectAll()
-    .where("network_id", "=", request.networkId)
-    .where("ip_version", "=", request.version)
-    .orderBy("id");
-  if (request.subnetId) query = query.where("id", "=", request.subnetId);
-  const subnets = dialect === "postgres" ? await query.forUpdate().execute() : await query.execute();
+  const subnets = request.subnetId
+    ? await subnetsOf(trx, dialect, request.networkId, request.version).then((all) =>
+        all.filter((subnet) => subnet.id === request.subnetId),
+      )
+    : await subnetsOf(trx, dialect, request.networkId, request.version);
   for (const subnet of subnets) {
     const start = keyToBigInt(addressKey(subnet.range_start));
     const end = keyToBigInt(addressKey(subnet.range_end));
-    const candidate = await nextFree(trx, request.networkId, start, end, request.version);
+    const candidate = await nextFree(trx, dialect, request.networkId, start, end, request.version);
     if (candidate === undefined) continue;
     const row: IpAddressesTable = {
       id: newId("ipAddress"),
@@ -55,7 +88,7 @@ export async function allocateAddress(
       allocation_id: request.allocationId,
       created_at: Math.floor(Date.now() / 1000),
     };
-    await trx.insertInto("ip_addresses").values(row).execute();
+    await insertRow(trx, dialect, "ip_addresses", row);
     return row;
   }
   throw new AddressesExhausted(`no free IPv${request.version} address`);
@@ -67,6 +100,7 @@ export async function allocateAddress(
  */
 async function nextFree(
   trx: Kysely<Database>,
+  dialect: DialectName,
   networkId: string,
   start: bigint,
   end: bigint,
@@ -74,13 +108,7 @@ async function nextFree(
 ): Promise<bigint | undefined> {
   const startKey = bigIntToKey(start, version);
   const endKey = bigIntToKey(end, version);
-  const highest = await trx
-    .selectFrom("ip_addresses")
-    .select((eb) => eb.fn.max("address_key").as("key"))
-    .where("network_id", "=", networkId)
-    .where("address_key", ">=", startKey)
-    .where("address_key", "<=", endKey)
-    .executeTakeFirst();
+  const [highest] = await highestAddressKey(trx, dialect, networkId, startKey, endKey);
   if (!highest?.key) return start;
   const next = keyToBigInt(highest.key) + 1n;
   if (next <= end) return next;

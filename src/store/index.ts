@@ -6,3 +6,4 @@ export { BUILD_STATES, ORGANIZATION_STATES, ROLES, TASK_STATUSES, VIRTUAL_MACHIN
 export * from "./prepared.js";
 export * from "./housekeeping.js";
 export * from "./group-commit.js";
+export * from "./statements.js";

@@ -1,4 +1,4 @@
-import type { CompiledQuery, Compilable, Kysely } from "kysely";
+import { CompiledQuery, type Compilable, type Kysely } from "kysely";
 import type { SnapshotReader } from "./snapshot-reader.js";
 
 /** SQLite stores' read connections (see snapshot-reader.ts), by store. */
@@ -25,19 +25,35 @@ export function prepare<DB, Args extends string[], Row>(
   build: (db: Kysely<DB>, ...args: Args) => Compilable<Row>,
   arity: Args["length"],
 ): (...args: Args) => Promise<Row[]> {
-  const sentinels = Array.from({ length: arity }, (_, i) => `\u0000prepared-parameter-${i}\u0000`) as Args;
-  const compiled = build(db, ...sentinels).compile();
-  const slots = compiled.parameters.map((p) => sentinels.indexOf(p as string));
-  if (sentinels.some((_, i) => !slots.includes(i)))
-    throw new Error("every argument must appear as a query parameter");
-  const bind = (args: Args) => compiled.parameters.map((p, i) => (slots[i]! >= 0 ? args[slots[i]!] : p));
+  const { sql, bind } = compileWithSentinels(db, build, arity);
   const reader = readers.get(db);
-  if (reader && /^\s*select\b/i.test(compiled.sql)) {
-    const select = reader.select<Row>(compiled.sql);
+  if (reader && /^\s*select\b/i.test(sql)) {
+    const select = reader.select<Row>(sql);
     return (...args: Args) => Promise.resolve(select(bind(args)));
   }
   return async (...args: Args) => {
-    const result = await db.executeQuery<Row>({ ...compiled, parameters: bind(args) } as CompiledQuery<Row>);
+    const result = await db.executeQuery<Row>(CompiledQuery.raw(sql, bind(args)) as CompiledQuery<Row>);
     return result.rows;
+  };
+}
+
+/**
+ * Compiles a query with a sentinel in place of each argument; `bind` puts the real
+ * values where the sentinels were among the parameters.
+ */
+export function compileWithSentinels<DB, Args extends unknown[], Row>(
+  db: Kysely<DB>,
+  build: (db: Kysely<DB>, ...args: Args) => Compilable<Row>,
+  arity: Args["length"],
+): { sql: string; bind: (args: Args) => unknown[] } {
+  const sentinels = Array.from({ length: arity }, (_, i) => `\u0000prepared-parameter-${i}\u0000`) as Args;
+  const compiled = build(db, ...sentinels).compile();
+  const slots = compiled.parameters.map((p) => sentinels.indexOf(p));
+  if (sentinels.some((_, i) => !slots.includes(i)))
+    throw new Error("every argument must appear as a query parameter");
+  const fixed = compiled.parameters;
+  return {
+    sql: compiled.sql,
+    bind: (args) => fixed.map((p, i) => (slots[i]! >= 0 ? args[slots[i]!] : p)),
   };
 }

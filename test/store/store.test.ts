@@ -7,8 +7,10 @@ import {
   migrationStatus,
   newId,
   openStore,
+  insertRow,
   prepare,
   shareReadsUntilTurnEnds,
+  transactionQuery,
   type Store,
 } from "../../src/store/index.js";
 import { DIALECTS, openTestStore, type TestStore } from "../support/stores.js";
@@ -635,6 +637,42 @@ describe.each(DIALECTS)("group commit on %s", (dialect) => {
     // The store goes on working: the next group commits.
     await store.groupCommit.run((trx) => trx.insertInto("settings").values(setting("gc-5")).execute());
     expect(await keysSeenByAnotherConnection()).toEqual(["gc-1", "gc-3", "gc-5"]);
+  });
+});
+
+describe.each(DIALECTS)("compiled statements on %s", (dialect) => {
+  let store: TestStore;
+  beforeAll(async () => {
+    store = await openTestStore(dialect);
+  });
+  afterAll(async () => store?.dispose());
+
+  const settingByKey = transactionQuery(
+    (d, key: string) => d.selectFrom("settings").select(["key", "value"]).where("key", "=", key),
+    1,
+  );
+
+  it("inserts exactly the columns of each row, whatever their order, and reads inside the transaction", async () => {
+    await store.db.transaction().execute(async (trx) => {
+      await insertRow(trx, store.dialect, "settings", { key: "s-1", value: "a", updated_at: 1 });
+      // Another column order reuses nothing it should not: the values land in their columns.
+      await insertRow(trx, store.dialect, "settings", { updated_at: 2, value: "b", key: "s-2" });
+      await insertRow(trx, store.dialect, "settings", { key: "s-3", value: "c", updated_at: 3 });
+      // The transaction's own writes are visible to its compiled queries.
+      expect(await settingByKey(trx, store.dialect, "s-2")).toEqual([{ key: "s-2", value: "b" }]);
+    });
+    const rows = await store.db
+      .selectFrom("settings")
+      .select(["key", "value", "updated_at"])
+      .where("key", "like", "s-%")
+      .orderBy("key")
+      .execute();
+    expect(rows).toEqual([
+      { key: "s-1", value: "a", updated_at: 1 },
+      { key: "s-2", value: "b", updated_at: 2 },
+      { key: "s-3", value: "c", updated_at: 3 },
+    ]);
+    expect(await settingByKey(store.db, store.dialect, "s-missing")).toEqual([]);
   });
 });
 
