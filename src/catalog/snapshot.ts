@@ -2,7 +2,7 @@ import type { Kysely } from "kysely";
 import type { CatalogSnapshot } from "../planner/snapshot.js";
 import { canonicalAddress } from "./addresses.js";
 import type { VirtualMachineSpec } from "../spec/index.js";
-import type { Database, OrganizationsTable } from "../store/index.js";
+import { prepare, type Database, type OrganizationsTable } from "../store/index.js";
 
 const VERSION_SETTING = "catalog_version";
 
@@ -40,42 +40,81 @@ export async function bumpCatalogVersion(db: Kysely<Database>): Promise<void> {
  */
 export class SnapshotLoader {
   private cached: { version: string | undefined; catalog: GlobalCatalog } | undefined;
+  private readonly queries;
 
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(private readonly db: Kysely<Database>) {
+    // Compiled once (see store/prepared.ts): every build makes these reads.
+    this.queries = {
+      setting: prepare(
+        db,
+        (d, key: string) => d.selectFrom("settings").select("value").where("key", "=", key),
+        1,
+      ),
+      virtualNetworks: prepare(
+        db,
+        (d, org: string) => d.selectFrom("virtual_networks").selectAll().where("organization_id", "=", org),
+        1,
+      ),
+      sshKeys: prepare(
+        db,
+        (d, org: string) =>
+          d
+            .selectFrom("ssh_keys")
+            .selectAll()
+            .where("organization_id", "=", org)
+            .orderBy("created_at")
+            .orderBy("id"),
+        1,
+      ),
+      members: prepare(
+        db,
+        (d, org: string) =>
+          d
+            .selectFrom("users")
+            .selectAll("users")
+            .innerJoin("memberships", "memberships.user_id", "users.id")
+            .where("memberships.organization_id", "=", org),
+        1,
+      ),
+      groups: prepare(
+        db,
+        (d, org: string) =>
+          d.selectFrom("virtual_machine_groups").selectAll().where("organization_id", "=", org),
+        1,
+      ),
+      tags: prepare(
+        db,
+        (d, org: string) => d.selectFrom("tags").selectAll().where("organization_id", "=", org),
+        1,
+      ),
+      isos: prepare(
+        db,
+        (d, org: string) => d.selectFrom("isos").selectAll().where("organization_id", "=", org),
+        1,
+      ),
+      sharedDisks: prepare(
+        db,
+        (d, org: string) =>
+          d.selectFrom("disks").selectAll().where("organization_id", "=", org).where("shared", "=", 1),
+        1,
+      ),
+    };
+  }
 
   async load(organization: OrganizationsTable, spec: VirtualMachineSpec): Promise<CatalogSnapshot> {
     const db = this.db;
+    const q = this.queries;
     const org = organization.id;
     const global = await this.global();
     const named = namedAddresses(spec);
     const [virtualNetworks, sshKeys, members, groups, tags, isos, disks, ipAddresses] = await Promise.all([
-      db.selectFrom("virtual_networks").selectAll().where("organization_id", "=", org).execute(),
-      db
-        .selectFrom("ssh_keys")
-        .selectAll()
-        .where("organization_id", "=", org)
-        .orderBy("created_at")
-        .orderBy("id")
-        .execute(),
-      db
-        .selectFrom("users")
-        .selectAll("users")
-        .innerJoin("memberships", "memberships.user_id", "users.id")
-        .where("memberships.organization_id", "=", org)
-        .execute(),
-      spec.group
-        ? db.selectFrom("virtual_machine_groups").selectAll().where("organization_id", "=", org).execute()
-        : [],
-      db.selectFrom("tags").selectAll().where("organization_id", "=", org).execute(),
-      spec.iso ? db.selectFrom("isos").selectAll().where("organization_id", "=", org).execute() : [],
-      spec.shared_disks
-        ? db
-            .selectFrom("disks")
-            .selectAll()
-            .where("organization_id", "=", org)
-            .where("shared", "=", 1)
-            .execute()
-        : [],
+      q.virtualNetworks(org),
+      q.sshKeys(org),
+      q.members(org),
+      spec.group ? q.groups(org) : [],
+      q.tags(org),
+      spec.iso ? q.isos(org) : [],
+      spec.shared_disks ? q.sharedDisks(org) : [],
       named.ids.length + named.addresses.length > 0
         ? db
             .selectFrom("ip_addresses")
@@ -106,9 +145,7 @@ export class SnapshotLoader {
 
   private async global(): Promise<GlobalCatalog> {
     const db = this.db;
-    const version = (
-      await db.selectFrom("settings").select("value").where("key", "=", VERSION_SETTING).executeTakeFirst()
-    )?.value;
+    const version = (await this.queries.setting(VERSION_SETTING))[0]?.value;
     if (this.cached && version !== undefined && this.cached.version === version) return this.cached.catalog;
     const [
       dataCenters,
