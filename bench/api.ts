@@ -25,7 +25,7 @@ const ONLY = args.includes("--only") ? args[args.indexOf("--only") + 1]! : undef
 const CONNECTIONS = option("connections", 32);
 const self = fileURLToPath(import.meta.url);
 /** The V8 flags `trebuchet serve` runs with (see the trebuchet wrapper and the CLI's shebang). */
-const SERVER_FLAGS = "--max-semi-space-size=2 --single-threaded-gc";
+const SERVER_FLAGS = "--max-semi-space-size=4 --single-threaded-gc --heap-growing-percent=50";
 
 /** A spec that uses most of the format, allocating only from a large IPv6 range so the pool never runs dry. */
 const RICH_SPEC = `<?xml version="1.0" encoding="UTF-8"?>

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2 --single-threaded-gc
+#!/usr/bin/env -S node --max-semi-space-size=4 --single-threaded-gc --heap-growing-percent=50
 // A small young generation keeps the server under its memory promise (bench/README.md) at no cost in throughput.
 import { CommanderError } from "commander";
 import { buildProgram } from "./program.js";

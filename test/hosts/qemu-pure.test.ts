@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import type { VmDefinition } from "../../src/hosts/driver.js";
 import { bridgeName, qemuArgs, tapName } from "../../src/hosts/qemu/args.js";
+import { newId } from "../../src/store/index.js";
 import { loadOrder } from "../../src/hosts/qemu/demo-template.js";
 import { renderSeed } from "../../src/hosts/qemu/seed.js";
 import { Reverter, withReverter } from "../../src/hosts/reverter.js";
@@ -77,10 +78,15 @@ describe("QEMU command line", () => {
     expect(joined).toContain("-netdev user,id=net0");
   });
 
-  it("names taps and bridges within Linux's 15 characters", () => {
-    expect(tapName("vmnic_BBBBBBBBBBBBBBBB")).toBe("tbBBBBBBBBBBBB");
+  it("names taps and bridges within Linux's 15 characters, from the random end of the ID", () => {
+    expect(tapName("vmnic_0000AAAABBBBBBBB")).toBe("tbAAAABBBBBBBB");
     expect(bridgeName("netw_CCCCCCCCCCCCCCCC")).toBe("brCCCCCCCCCCCC");
-    expect(tapName("vmnic_BBBBBBBBBBBBBBBB").length).toBeLessThanOrEqual(15);
+    expect(tapName("vmnic_short")).toBe("tbshort");
+    // Interfaces made in the same millisecond share the start of their IDs, never their names.
+    const now = Date.now();
+    const names = new Set(Array.from({ length: 1000 }, () => tapName(newId("networkInterface", now))));
+    expect(names.size).toBe(1000);
+    for (const name of names) expect(name.length).toBeLessThanOrEqual(15);
   });
 });
 

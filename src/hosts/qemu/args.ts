@@ -12,14 +12,22 @@ export interface VmPaths {
   pid: string;
 }
 
+/**
+ * The last 12 characters of an ID: its random part and the fastest-moving digits of its
+ * time (IDs begin with their creation time, so IDs made together share their beginnings).
+ */
+function idTail(id: string): string {
+  return id.slice(Math.max(id.indexOf("_") + 1, id.length - 12));
+}
+
 /** A tap name for an interface: Linux allows 15 characters. */
 export function tapName(interfaceId: string): string {
-  return `tb${interfaceId.slice(interfaceId.indexOf("_") + 1, interfaceId.indexOf("_") + 13)}`;
+  return `tb${idTail(interfaceId)}`;
 }
 
 /** A bridge name for a network segment. */
 export function bridgeName(segment: string): string {
-  return `br${segment.slice(segment.indexOf("_") + 1, segment.indexOf("_") + 13)}`;
+  return `br${idTail(segment)}`;
 }
 
 /**
