@@ -4,6 +4,7 @@ import SQLite from "better-sqlite3";
 import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase } from "kysely";
 import type pg from "pg";
 import { GroupCommit } from "./group-commit.js";
+import type { DirectRunner } from "./statements.js";
 import { migrateToLatest } from "./migrate.js";
 import { useReaderConnection } from "./prepared.js";
 import { SnapshotReader } from "./snapshot-reader.js";
@@ -130,13 +131,18 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     readerConnection.pragma("query_only = ON");
     const reader = new SnapshotReader(readerConnection);
     // Before this process writes, reads leave their shared snapshot, so they see the write.
-    const db = new Kysely<Database>({
-      dialect: new SqliteDialect({ database: withStatementCache(sqlite, reader.release) }),
-    });
+    const statements = withStatementCache(sqlite, reader.release);
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: statements }) });
     useReaderConnection(db, reader);
+    const direct: DirectRunner = (sql, parameters) => {
+      const statement = statements.prepare(sql);
+      if (statement.reader) return statement.all(parameters) as unknown[];
+      statement.run(parameters);
+      return [];
+    };
     store = {
       db,
-      groupCommit: new GroupCommit(db),
+      groupCommit: new GroupCommit(db, direct),
       dialect: "sqlite",
       location: file,
       close: async () => {

@@ -1,5 +1,6 @@
-import { sql, type Kysely, type Transaction } from "kysely";
+import type { Kysely, Transaction } from "kysely";
 import type { Database } from "./schema.js";
+import { execute, runDirectlyIn, type DirectRunner } from "./statements.js";
 
 export type UnitOfWork<T> = (trx: Transaction<Database>) => Promise<T>;
 
@@ -31,7 +32,11 @@ type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 export class GroupCommit {
   private queue: Pending[] = [];
 
-  constructor(private readonly db: Kysely<Database>) {}
+  /** `direct`: how to run a statement straight on the writer connection (SQLite). */
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly direct?: DirectRunner,
+  ) {}
 
   run<T>(work: UnitOfWork<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -46,6 +51,7 @@ export class GroupCommit {
     const outcomes: Outcome[] = [];
     try {
       await this.db.transaction().execute(async (trx) => {
+        if (this.direct) runDirectlyIn(trx, this.direct);
         for (const unit of group) outcomes.push(await runInSavepoint(trx, unit.work));
       });
     } catch (error) {
@@ -61,14 +67,14 @@ export class GroupCommit {
 }
 
 async function runInSavepoint(trx: Transaction<Database>, work: UnitOfWork<unknown>): Promise<Outcome> {
-  await sql`savepoint group_unit`.execute(trx);
+  await execute(trx, "savepoint group_unit");
   try {
     const value = await work(trx);
-    await sql`release savepoint group_unit`.execute(trx);
+    await execute(trx, "release savepoint group_unit");
     return { ok: true, value };
   } catch (error) {
-    await sql`rollback to savepoint group_unit`.execute(trx);
-    await sql`release savepoint group_unit`.execute(trx);
+    await execute(trx, "rollback to savepoint group_unit");
+    await execute(trx, "release savepoint group_unit");
     return { ok: false, error };
   }
 }

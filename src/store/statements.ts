@@ -9,6 +9,28 @@ import type { Database } from "./schema.js";
  * query costs more than SQLite takes to run a small insert; a build makes about twenty.
  */
 
+/** Runs one statement at once on a connection (better-sqlite3 is synchronous): its rows, if any. */
+export type DirectRunner = (sql: string, parameters: readonly unknown[]) => unknown[];
+
+const directRunners = new WeakMap<object, DirectRunner>();
+
+/**
+ * From now on, the statements of this module given `trx` run through `runner`, straight
+ * on the connection, instead of through Kysely's executor (a chain of promises and
+ * wrapper objects per statement). Only for a transaction that holds its connection
+ * for as long as it is used, as a group commit's does.
+ */
+export function runDirectlyIn(trx: Kysely<Database>, runner: DirectRunner): void {
+  directRunners.set(trx, runner);
+}
+
+/** A statement with no rows to return, run in the transaction given. */
+export async function execute(executor: Kysely<Database>, statement: string): Promise<void> {
+  const direct = directRunners.get(executor);
+  if (direct) direct(statement, []);
+  else await executor.executeQuery(CompiledQuery.raw(statement));
+}
+
 interface CompiledInsert {
   columns: string[];
   sql: string;
@@ -40,7 +62,9 @@ export async function insertRow<T extends keyof Database & string>(
     cache.set(table, statement);
   }
   const parameters = statement.columns.map((column) => values[column]);
-  await executor.executeQuery(CompiledQuery.raw(statement.sql, parameters));
+  const direct = directRunners.get(executor);
+  if (direct) direct(statement.sql, parameters);
+  else await executor.executeQuery(CompiledQuery.raw(statement.sql, parameters));
 }
 
 /** Are these the row's defined columns, in this order? */
@@ -63,6 +87,8 @@ export function transactionQuery<Args extends unknown[], Row>(
     {};
   return async (executor, dialect, ...args) => {
     const statement = (compiled[dialect] ??= compileWithSentinels(executor, build, arity));
+    const direct = directRunners.get(executor);
+    if (direct) return direct(statement.sql, statement.bind(args)) as Row[];
     const result = await executor.executeQuery<Row>(CompiledQuery.raw(statement.sql, statement.bind(args)));
     return result.rows;
   };
