@@ -210,27 +210,29 @@ export function renderXml(node: XmlNode, style: XmlStyle = { style: "katapult" }
   const pretty = server || style.indent !== undefined;
   const escapeText = server ? escapeServerText : escapeGo;
   const escapeAttribute = server ? escapeServerAttribute : escapeGo;
-  const parts: string[] = [];
+  const margins: string[] = [];
+  const margin = (depth: number) => (margins[depth] ??= prefix + indent.repeat(depth));
+  // One string grown by concatenation: V8 joins the pieces once, when the result is read.
+  let out = "";
 
   const write = (n: XmlNode, depth: number, first: boolean) => {
-    if (pretty && !first) parts.push("\n");
-    if (pretty) parts.push(prefix, indent.repeat(depth));
-    parts.push("<", n.name);
-    for (const [key, value] of n.attributes ?? []) parts.push(" ", key, '="', escapeAttribute(value), '"');
+    if (pretty) out += first ? margin(depth) : "\n" + margin(depth);
+    out += "<" + n.name;
+    for (const [key, value] of n.attributes ?? []) out += " " + key + '="' + escapeAttribute(value) + '"';
     const children = n.children ?? [];
     if (children.length === 0) {
       const text = n.text ?? "";
-      if (server && text === "") parts.push("/>");
-      else parts.push(">", escapeText(text), "</", n.name, ">");
+      if (server && text === "") out += "/>";
+      else out += ">" + escapeText(text) + "</" + n.name + ">";
       return;
     }
-    parts.push(">");
+    out += ">";
     for (const child of children) write(child, depth + 1, false);
-    if (pretty) parts.push("\n", prefix, indent.repeat(depth));
-    parts.push("</", n.name, ">");
+    if (pretty) out += "\n" + margin(depth);
+    out += "</" + n.name + ">";
   };
   write(node, 0, true);
-  return parts.join("");
+  return out;
 }
 
 const GO_ESCAPES: Record<string, string> = {
