@@ -6,6 +6,7 @@ import type { BuildPlan, PlanProblem } from "../planner/plan.js";
 import {
   insertRow,
   newId,
+  randomByte,
   transactionQuery,
   type Database,
   type DialectName,
@@ -61,7 +62,9 @@ const HOSTNAME_ATTEMPTS = 20;
 
 /** A locally administered unicast MAC (first octet 0x52, as QEMU's own) with 40 random bits. */
 function macAddress(): string {
-  return ["52", ...[...randomBytes(5)].map((b) => b.toString(16).padStart(2, "0"))].join(":");
+  let mac = "52";
+  for (let i = 0; i < 5; i++) mac += ":" + randomByte().toString(16).padStart(2, "0");
+  return mac;
 }
 
 const interfaceWithMac = transactionQuery(

@@ -84,17 +84,30 @@ export const ROOT_PATH = "/VirtualMachineSpec";
  * and looks positions up here, so XML, JSON and YAML report errors the same way.
  */
 export class SourceMap {
-  private readonly positions = new Map<string, Position>();
+  // Positions are looked up only when something is wrong: record them in order, and
+  // index them (hashing every path) on the first lookup.
+  private readonly paths: string[] = [];
+  private readonly recorded: Position[] = [];
+  private index: Map<string, Position> | undefined;
 
+  /** Records where a path begins; the first position recorded for a path stays. */
   set(path: string, position: Position): void {
-    if (!this.positions.has(path)) this.positions.set(path, position);
+    this.paths.push(path);
+    this.recorded.push(position);
+    if (this.index && !this.index.has(path)) this.index.set(path, position);
   }
 
   /** The position of the path, or of its nearest recorded ancestor. */
   get(path: string): Position {
+    if (!this.index) {
+      this.index = new Map();
+      this.paths.forEach((recordedPath, i) => {
+        if (!this.index!.has(recordedPath)) this.index!.set(recordedPath, this.recorded[i]!);
+      });
+    }
     let current = path;
     for (;;) {
-      const found = this.positions.get(current);
+      const found = this.index.get(current);
       if (found) return found;
       const cut = current.lastIndexOf("/");
       if (cut <= 0) return { line: 1, column: 1 };

@@ -43,7 +43,8 @@ const POOL_SIZE = 4096;
 let pool = randomBytes(POOL_SIZE);
 let poolOffset = 0;
 
-function randomByte(): number {
+/** One byte from the operating system's CSPRNG (drawn in blocks). */
+export function randomByte(): number {
   if (poolOffset === POOL_SIZE) {
     pool = randomBytes(POOL_SIZE);
     poolOffset = 0;
