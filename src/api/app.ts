@@ -143,13 +143,26 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     );
   });
 
-  const sendError = (reply: FastifyReply, error: ApiError) => {
+  // Every answer but a hijacked one (event streams) leaves through sendError or a route
+  // handler's send: both add what the real API puts on every response.
+  const finishHeaders = (reply: FastifyReply) => {
+    // Unauthenticated responses still carry the allowance, as the real API's do.
     const limit = reply.request.rateLimit;
+    const permitted = limit ? limit.permitted : rateLimiter.permitted("read");
+    void reply.headers({
+      "x-ratelimit-permitted": String(permitted),
+      "x-ratelimit-remaining": String(limit ? limit.remaining : permitted),
+    });
+    // While draining, every answer closes its connection, so keep-alive clients cannot hold shutdown up.
+    if (draining) void reply.header("connection", "close");
+  };
+
+  const sendError = (reply: FastifyReply, error: ApiError) => {
     void reply
       .code(error.status)
       .headers({ "x-api-schema": "json-error", ...error.headers })
       .type("application/json; charset=utf-8");
-    if (limit) setRateLimitHeaders(reply, limit);
+    finishHeaders(reply);
     return reply.send(error.toBody());
   };
 
@@ -226,8 +239,8 @@ export async function buildApp(options: AppOptions): Promise<Api> {
           reply,
           operation,
         });
-        if (request.rateLimit) setRateLimitHeaders(reply, request.rateLimit);
         if (reply.sent) return reply;
+        finishHeaders(reply);
         return reply
           .code(result.status ?? 200)
           .headers(result.headers ?? {})
@@ -237,31 +250,10 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     });
   }
 
-  // Unauthenticated responses still carry the allowance, as the real API's do.
-  app.addHook("onSend", (_request, reply, payload, done) => {
-    // While draining, every answer closes its connection, so keep-alive clients cannot hold shutdown up.
-    if (draining) void reply.header("connection", "close");
-    if (!reply.hasHeader("x-ratelimit-permitted")) {
-      const permitted = rateLimiter.permitted("read");
-      void reply.headers({
-        "x-ratelimit-permitted": String(permitted),
-        "x-ratelimit-remaining": String(permitted),
-      });
-    }
-    done(null, payload);
-  });
-
   return {
     app,
     startDraining() {
       draining = true;
     },
   };
-}
-
-function setRateLimitHeaders(reply: FastifyReply, limit: RateLimitResult): void {
-  void reply.headers({
-    "x-ratelimit-permitted": String(limit.permitted),
-    "x-ratelimit-remaining": String(limit.remaining),
-  });
 }
