@@ -23,7 +23,10 @@ export interface AllocationRequest {
   reverseDns: string | null;
 }
 
-/** A network's subnets of one IP version; on PostgreSQL locked, in ID order, for the transaction (all of them, also when the spec names one). */
+/**
+ * A network's subnets of one IP version. On PostgreSQL they are locked, in ID order, for
+ * the rest of the transaction: all of them, also when the spec names one.
+ */
 const subnetsOf = (trx: Kysely<Database>, dialect: DialectName, networkId: string, version: IpVersion) =>
   dialect === "postgres"
     ? subnetsForUpdate(trx, dialect, networkId, version)

@@ -2,7 +2,7 @@ import type { Kysely } from "kysely";
 import type { CatalogSnapshot } from "../planner/snapshot.js";
 import { canonicalAddress } from "./addresses.js";
 import type { VirtualMachineSpec } from "../spec/index.js";
-import { prepare, type Database, type OrganizationsTable } from "../store/index.js";
+import { prepare, readTogether, type Database, type OrganizationsTable } from "../store/index.js";
 
 const VERSION_SETTING = "catalog_version";
 
@@ -107,14 +107,22 @@ export class SnapshotLoader {
     const org = organization.id;
     const global = await this.global();
     const named = namedAddresses(spec);
+    // One snapshot for all of the organization's objects (one read transaction, on SQLite).
+    const owned = readTogether(
+      db,
+      () =>
+        [
+          q.virtualNetworks(org),
+          q.sshKeys(org),
+          q.members(org),
+          spec.group ? q.groups(org) : [],
+          q.tags(org),
+          spec.iso ? q.isos(org) : [],
+          spec.shared_disks ? q.sharedDisks(org) : [],
+        ] as const,
+    );
     const [virtualNetworks, sshKeys, members, groups, tags, isos, disks, ipAddresses] = await Promise.all([
-      q.virtualNetworks(org),
-      q.sshKeys(org),
-      q.members(org),
-      spec.group ? q.groups(org) : [],
-      q.tags(org),
-      spec.iso ? q.isos(org) : [],
-      spec.shared_disks ? q.sharedDisks(org) : [],
+      ...owned,
       named.ids.length + named.addresses.length > 0
         ? db
             .selectFrom("ip_addresses")

@@ -51,8 +51,13 @@ export class GroupCommit {
     const outcomes: Outcome[] = [];
     try {
       await this.db.transaction().execute(async (trx) => {
-        if (this.direct) runDirectlyIn(trx, this.direct);
-        for (const unit of group) outcomes.push(await runInSavepoint(trx, unit.work));
+        // A unit that kept the transaction past the group would otherwise write outside it.
+        const direct = this.direct ? runDirectlyIn(trx, this.direct) : undefined;
+        try {
+          for (const unit of group) outcomes.push(await runInSavepoint(trx, unit.work));
+        } finally {
+          direct?.stop();
+        }
       });
     } catch (error) {
       for (const unit of group) unit.reject(error);

@@ -14,6 +14,15 @@ export function shareReadsUntilTurnEnds<DB>(db: Kysely<DB>): void {
 }
 
 /**
+ * Runs prepared reads that belong together in one snapshot (see SnapshotReader.together).
+ * `read` must call them synchronously; on PostgreSQL it just runs.
+ */
+export function readTogether<DB, T>(db: Kysely<DB>, read: () => T): T {
+  const reader = readers.get(db);
+  return reader ? reader.together(read) : read();
+}
+
+/**
  * A query built and compiled once, then run with new parameter values: Kysely's
  * builder costs more than a small indexed SQLite lookup, so hot read paths (the
  * token, the task, the organization of every request) skip it. The query is

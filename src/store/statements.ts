@@ -15,13 +15,14 @@ export type DirectRunner = (sql: string, parameters: readonly unknown[]) => unkn
 const directRunners = new WeakMap<object, DirectRunner>();
 
 /**
- * From now on, the statements of this module given `trx` run through `runner`, straight
+ * Until `stop`, the statements of this module given `trx` run through `runner`, straight
  * on the connection, instead of through Kysely's executor (a chain of promises and
  * wrapper objects per statement). Only for a transaction that holds its connection
  * for as long as it is used, as a group commit's does.
  */
-export function runDirectlyIn(trx: Kysely<Database>, runner: DirectRunner): void {
+export function runDirectlyIn(trx: Kysely<Database>, runner: DirectRunner): { stop(): void } {
   directRunners.set(trx, runner);
+  return { stop: () => directRunners.delete(trx) };
 }
 
 /** A statement with no rows to return, run in the transaction given. */

@@ -9,6 +9,7 @@ import {
   openStore,
   insertRow,
   prepare,
+  readTogether,
   shareReadsUntilTurnEnds,
   transactionQuery,
   type Store,
@@ -790,6 +791,17 @@ describe("sqlite specifics", () => {
         .where("sub_domain", "=", "second")
         .execute();
       expect(await bySubDomain("here")).toEqual([{ sub_domain: "here" }]);
+
+      // Outside a window, reads made together share one snapshot, which ends with them.
+      await turnEnds();
+      const [before, after] = readTogether(store.db, () => {
+        const first = bySubDomain("third");
+        insertElsewhere.run(newId("organization"), "Third", "third");
+        return [first, bySubDomain("third")];
+      });
+      expect(await before).toEqual([]);
+      expect(await after).toEqual([]);
+      expect(await bySubDomain("third")).toEqual([{ sub_domain: "third" }]);
     } finally {
       otherProcess.close();
       await store.dispose();
