@@ -23,7 +23,7 @@ type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
  *
  * Each unit still succeeds or fails alone: a unit that throws is rolled back to its
  * savepoint and the others go on. No unit's promise settles before the commit has
- * succeeded, so no caller answers for data that is not durable; if the commit fails,
+ * succeeded, so no caller answers for data that is not committed; if the commit fails,
  * every unit of the group fails with its error.
  *
  * A unit must use only the transaction it is given: the writer connection is held
