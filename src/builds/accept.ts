@@ -106,7 +106,7 @@ const tagNamed = transactionQuery(
  */
 export function acceptBuild(
   commits: GroupCommit,
-  dialect: "sqlite" | "postgres",
+  dialect: DialectName,
   acceptance: Acceptance,
   generateHostname: HostnameGenerator,
 ): Promise<AcceptedBuild> {
@@ -116,7 +116,7 @@ export function acceptBuild(
 /** What acceptBuild would reserve now (addresses, hostname), in a transaction that is rolled back. */
 export async function previewBuild(
   db: Kysely<Database>,
-  dialect: "sqlite" | "postgres",
+  dialect: DialectName,
   acceptance: Acceptance,
   generateHostname: HostnameGenerator,
 ): Promise<AcceptedBuild> {
@@ -136,7 +136,7 @@ class DryRunRollback extends Error {}
 
 async function reserve(
   trx: Transaction<Database>,
-  dialect: "sqlite" | "postgres",
+  dialect: DialectName,
   acceptance: Acceptance,
   generateHostname: HostnameGenerator,
 ): Promise<AcceptedBuild> {

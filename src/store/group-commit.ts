@@ -1,6 +1,6 @@
 import type { Kysely, Transaction } from "kysely";
 import type { Database } from "./schema.js";
-import { execute, runDirectlyIn, type DirectRunner } from "./statements.js";
+import { runDirectlyIn, runStatement, type DirectRunner } from "./statements.js";
 
 export type UnitOfWork<T> = (trx: Transaction<Database>) => Promise<T>;
 
@@ -72,14 +72,14 @@ export class GroupCommit {
 }
 
 async function runInSavepoint(trx: Transaction<Database>, work: UnitOfWork<unknown>): Promise<Outcome> {
-  await execute(trx, "savepoint group_unit");
+  await runStatement(trx, "savepoint group_unit");
   try {
     const value = await work(trx);
-    await execute(trx, "release savepoint group_unit");
+    await runStatement(trx, "release savepoint group_unit");
     return { ok: true, value };
   } catch (error) {
-    await execute(trx, "rollback to savepoint group_unit");
-    await execute(trx, "release savepoint group_unit");
+    await runStatement(trx, "rollback to savepoint group_unit");
+    await runStatement(trx, "release savepoint group_unit");
     return { ok: false, error };
   }
 }

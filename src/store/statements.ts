@@ -26,7 +26,7 @@ export function runDirectlyIn(trx: Kysely<Database>, runner: DirectRunner): { st
 }
 
 /** A statement with no rows to return, run in the transaction given. */
-export async function execute(executor: Kysely<Database>, statement: string): Promise<void> {
+export async function runStatement(executor: Kysely<Database>, statement: string): Promise<void> {
   const direct = directRunners.get(executor);
   if (direct) direct(statement, []);
   else await executor.executeQuery(CompiledQuery.raw(statement));
