@@ -284,11 +284,21 @@ export function virtualMachineSummary(vm: VirtualMachinesTable) {
   return { id: vm.id, name: vm.name, hostname: vm.hostname, fqdn: vm.fqdn, state: vm.state };
 }
 
-export function build(
-  b: Pick<BuildsTable, "id" | "state" | "created_at" | "failure_reason">,
-  specXml: string,
-  vm: VirtualMachinesTable | undefined,
-) {
+type PresentedBuild = Pick<BuildsTable, "id" | "state" | "created_at" | "failure_reason">;
+
+/**
+ * What of `build`'s output may change over a build's life (the ID, creation time and
+ * spec XML never do): a response rendered with the same fingerprint is still current.
+ */
+export function buildFingerprint(b: PresentedBuild, vm: VirtualMachinesTable | undefined): string {
+  // Unambiguous without escaping: the free-text values are length-prefixed or last.
+  const reason = b.failure_reason === null ? "-" : `${b.failure_reason.length}:${b.failure_reason}`;
+  const shown =
+    vm && b.state !== "pending" ? `${vm.id} ${vm.hostname} ${vm.fqdn} ${vm.state} ${vm.name}` : "";
+  return `${b.state} ${reason} ${shown}`;
+}
+
+export function build(b: PresentedBuild, specXml: string, vm: VirtualMachinesTable | undefined) {
   return {
     id: b.id,
     spec_xml: specXml,

@@ -50,7 +50,8 @@ const SYNC_INTERVAL = 0.1;
  * the limit is exact where it matters and a busy identity costs few writes.
  */
 export class RateLimiter {
-  private readonly windows = new Map<string, Window>();
+  /** By identity, then bucket: the identity's ID is the cached identity's own string, so no key is built per request. */
+  private readonly windows = new Map<string, Partial<Record<keyof RateLimits, Window>>>();
   private sweepAfter = 0;
 
   constructor(
@@ -60,11 +61,12 @@ export class RateLimiter {
 
   async hit(identityId: string, bucket: keyof RateLimits, now = Date.now() / 1000): Promise<RateLimitResult> {
     const start = Math.floor(now / 60) * 60;
-    const key = `${identityId}\u0000${bucket}`;
-    let window = this.windows.get(key);
+    let windows = this.windows.get(identityId);
+    if (!windows) this.windows.set(identityId, (windows = {}));
+    let window = windows[bucket];
     if (!window || window.start !== start) {
       window = { start, known: 0, pending: 0, syncedAt: 0 };
-      this.windows.set(key, window);
+      windows[bucket] = window;
     }
     window.pending++;
     const permitted = this.limits[bucket];
@@ -74,7 +76,9 @@ export class RateLimiter {
     }
     if (now > this.sweepAfter) {
       this.sweepAfter = now + 60;
-      for (const [k, w] of this.windows) if (w.start < start) this.windows.delete(k);
+      for (const [identity, windows] of this.windows) {
+        if (Object.values(windows).every((w) => w.start < start)) this.windows.delete(identity);
+      }
       await this.db
         .deleteFrom("rate_limit_counters")
         .where("window_start", "<", start - 60)

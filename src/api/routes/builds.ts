@@ -386,8 +386,8 @@ export const buildOperations: Operation[] = [
         build.virtual_machine_id && build.state !== "pending"
           ? await queries.virtualMachineById(build.virtual_machine_id)
           : [];
-      // The spec XML and the annotations never change; everything else shown may.
-      const fingerprint = JSON.stringify(present.build(build, "", vm));
+      // The annotations never change either.
+      const fingerprint = present.buildFingerprint(build, vm);
       const body = await context.services.renderedBodies.get(build.id, fingerprint, async () => {
         const [spec] = await queries.buildSpecXml(build.id);
         const annotations = await queries.annotations("VirtualMachineBuild", build.id);
