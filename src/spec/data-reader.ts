@@ -4,9 +4,10 @@ import { field, SPEC_SCHEMA, str, type Field, type FieldType } from "./schema.js
 import { DEFAULT_LIMITS } from "./limits.js";
 import { ROOT_PATH, SourceMap, type SpecError } from "./problems.js";
 
-const YAML_BOOLEANS: Record<string, boolean> = {};
-for (const word of ["y", "yes", "true", "on"]) for (const w of variants(word)) YAML_BOOLEANS[w] = true;
-for (const word of ["n", "no", "false", "off"]) for (const w of variants(word)) YAML_BOOLEANS[w] = false;
+// A Map: the words come from the document, and "toString" must not find Object.prototype's.
+const YAML_BOOLEANS = new Map<string, boolean>();
+for (const word of ["y", "yes", "true", "on"]) for (const w of variants(word)) YAML_BOOLEANS.set(w, true);
+for (const word of ["n", "no", "false", "off"]) for (const w of variants(word)) YAML_BOOLEANS.set(w, false);
 
 function variants(word: string): string[] {
   return [word, word[0]!.toUpperCase() + word.slice(1), word.toUpperCase()];
@@ -128,7 +129,8 @@ export class DataSpecReader {
     for (const pair of node.items) {
       const keyNode = pair.key as Node | null;
       const name = isScalar(keyNode) ? String(keyNode.value) : "";
-      const spec = fields[name];
+      // Own fields only: a key such as "constructor" is unknown, not Object.prototype's.
+      const spec = Object.hasOwn(fields, name) ? fields[name] : undefined;
       if (!spec) {
         this.errors.push({
           ...this.position(keyNode ?? node),
@@ -178,7 +180,7 @@ export class DataSpecReader {
   private boolean(node: Node, path: string, key: string): boolean | undefined {
     if (isScalar(node) && typeof node.value === "boolean") return node.value;
     if (this.format === "yaml" && isScalar(node) && node.type === "PLAIN" && typeof node.value === "string") {
-      const word = YAML_BOOLEANS[node.value];
+      const word = YAML_BOOLEANS.get(node.value);
       if (word !== undefined) return word;
     }
     return this.wrongType(node, path, `${key} must be a boolean`);

@@ -90,12 +90,12 @@ export function checkSpec(
   const result = parseSpec(input, options);
   // A document with form errors is not a usable model; only rule-level reader errors keep it.
   if (result.spec && !result.errors.some(isSyntaxError)) {
-    result.errors.push(...validateSpec(result.spec, result.sources));
-    result.errors.sort((a, b) => a.line - b.line || a.column - b.column);
+    for (const error of validateSpec(result.spec, result.sources)) result.errors.push(error);
+    if (result.errors.length > 1) result.errors.sort((a, b) => a.line - b.line || a.column - b.column);
   } else {
     result.spec = null;
   }
-  return { ...result, valid: result.errors.length === 0 };
+  return Object.assign(result, { valid: result.errors.length === 0 });
 }
 
 /** Writes the model in the given form, as go-katapult would. */

@@ -107,8 +107,9 @@ export class SourceMap {
     }
     let current = path;
     for (;;) {
+      // A copy: what was recorded may be a larger object that carries a position (an XML element).
       const found = this.index.get(current);
-      if (found) return found;
+      if (found) return { line: found.line, column: found.column };
       const cut = current.lastIndexOf("/");
       if (cut <= 0) return { line: 1, column: 1 };
       current = current.slice(0, cut);

@@ -7,6 +7,7 @@ import {
   SCHEDULE_INTERVALS,
   type BackupPolicy,
   type Lookup,
+  type LookupKey,
   type LookupKind,
   type VirtualMachineSpec,
 } from "./model.js";
@@ -25,6 +26,7 @@ export const VALUE_RANGES = {
   identifierLength: 255,
 } as const;
 
+const NOT_BLANK = /\S/;
 const LABEL = "[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?";
 const HOSTNAME = new RegExp(`^${LABEL}(?:\\.${LABEL})*$`);
 const SSH_KEY_TYPES = new Set([
@@ -70,7 +72,8 @@ export function validateSpec(spec: VirtualMachineSpec, sources: SourceMap): Spec
 
   const lookup = (value: Lookup | undefined, path: string, kind: LookupKind, label: string) => {
     if (value === undefined) return;
-    const given = LOOKUP_KINDS[kind].filter((k) => (value[k] ?? "").trim() !== "");
+    const given: LookupKey[] = [];
+    for (const key of LOOKUP_KINDS[kind]) if (NOT_BLANK.test(value[key] ?? "")) given.push(key);
     if (given.length === 0) {
       report(path, "empty_lookup", `${label} is empty: give ${describeKeys(kind)}`);
     } else if (given.length > 1) {

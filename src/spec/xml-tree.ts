@@ -6,9 +6,13 @@ import type { SpecError } from "./problems.js";
 export interface XmlElement {
   name: string;
   attributes: Record<string, string>;
+  /** The attributes' names in document order (the reader need not enumerate them again). */
+  attributeNames: readonly string[];
   children: XmlElement[];
   /** Character data directly inside the element, joined across comments and CDATA. */
   text: string;
+  /** Whether `text` has anything but whitespace (known without flattening a joined text). */
+  hasText: boolean;
   line: number;
   column: number;
 }
@@ -30,6 +34,7 @@ export function readXmlTree(text: string, limits: SpecLimits): { root: XmlElemen
   let error: SpecError | undefined;
   let startLine = 1;
   let startColumn = 1;
+  let attributeNames: string[] | undefined;
   let lastClosed: string | undefined;
 
   const fail = (
@@ -42,11 +47,23 @@ export function readXmlTree(text: string, limits: SpecLimits): { root: XmlElemen
     throw new Stop();
   };
 
-  // saxes throws its errors when no "error" handler is set. Registering one would be an
-  // eighth handler: saxes stores handlers with keyed property stores, and past seven of
-  // them V8 turns the parser into a dictionary-mode object, which parses ~5x slower.
+  // saxes stores handlers with keyed property stores, and past seven of them V8 turns the
+  // parser into a dictionary-mode object, which parses ~5x slower. So saxes throws its
+  // errors (no "error" handler), and the XML declaration is read from `xmlDecl` (no
+  // "xmldecl" handler): it can only come first, so its encoding is checked when the root
+  // element starts, or when the document fails before one.
+  let encodingChecked = false;
+  const checkEncoding = () => {
+    if (encodingChecked) return;
+    encodingChecked = true;
+    const encoding = parser.xmlDecl.encoding;
+    if (encoding !== undefined && encoding.toLowerCase() !== "utf-8") {
+      fail("unsupported_encoding", `encoding "${encoding}" declared but only UTF-8 is supported`, 1, 1);
+    }
+  };
   const saxesError = (e: Error): void => {
     if (rootClosed) return; // like go-katapult, only the first root element is read
+    if (!root) checkEncoding();
     const message = e.message.replace(/^\d+:\d+: /, "");
     if (!root && message.includes("root element")) {
       // No start tag at all is an empty document; a start tag that never completed is malformed.
@@ -63,17 +80,14 @@ export function readXmlTree(text: string, limits: SpecLimits): { root: XmlElemen
       );
     fail("malformed", message);
   };
-  parser.on("xmldecl", (decl) => {
-    if (decl.encoding !== undefined && decl.encoding.toLowerCase() !== "utf-8") {
-      fail("unsupported_encoding", `encoding "${decl.encoding}" declared but only UTF-8 is supported`);
-    }
-  });
   parser.on("doctype", () => fail("doctype_forbidden", "a DOCTYPE is not allowed in a spec document"));
   parser.on("opentagstart", (tag) => {
     if (rootClosed) return;
     startLine = parser.line;
     // saxes reports the column after the character that ended the name.
     startColumn = parser.column - tag.name.length - 1;
+    attributeNames = undefined;
+    if (!root) checkEncoding();
     if (++elementCount > limits.maxElements) {
       fail(
         "too_many_elements",
@@ -95,16 +109,13 @@ export function readXmlTree(text: string, limits: SpecLimits): { root: XmlElemen
     if (rootClosed) return;
     // Without namespace processing saxes gives attribute values as plain strings.
     const attributes = tag.attributes as Record<string, string>;
-    for (const name in attributes) {
-      if (attributes[name]!.length > limits.maxTextLength) {
-        fail("text_too_long", `attribute ${name} is longer than ${limits.maxTextLength} characters`);
-      }
-    }
     const element: XmlElement = {
       name: tag.name,
       attributes,
+      attributeNames: attributeNames ?? NO_NAMES,
       children: [],
       text: "",
+      hasText: false,
       line: startLine,
       column: startColumn,
     };
@@ -113,10 +124,20 @@ export function readXmlTree(text: string, limits: SpecLimits): { root: XmlElemen
     else root = element;
     stack.push(element);
   });
+  // Names as they come, so the element need not enumerate saxes's attribute object (a
+  // dictionary, slow to enumerate).
+  parser.on("attribute", (attribute) => {
+    if (rootClosed) return;
+    if (attribute.value.length > limits.maxTextLength) {
+      fail("text_too_long", `attribute ${attribute.name} is longer than ${limits.maxTextLength} characters`);
+    }
+    (attributeNames ??= []).push(attribute.name);
+  });
   const appendText = (data: string) => {
     const current = stack[stack.length - 1];
     if (!current) return;
     current.text += data;
+    if (!current.hasText && !isBlank(data)) current.hasText = true;
     if (current.text.length > limits.maxTextLength) {
       fail(
         "text_too_long",
@@ -155,6 +176,20 @@ export function readXmlTree(text: string, limits: SpecLimits): { root: XmlElemen
     };
   }
   return { root };
+}
+
+const NO_NAMES: readonly string[] = [];
+
+const NOT_BLANK = /\S/;
+
+/** Whether the text is all whitespace (as `\s` means it), without a regular expression for plain ASCII. */
+function isBlank(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code === 0x20 || (code >= 0x09 && code <= 0x0d)) continue;
+    return code < 0x80 ? false : !NOT_BLANK.test(text.slice(i));
+  }
+  return true;
 }
 
 /** An error saxes raised about the document (a plain Error whose message starts `line:column: `). */

@@ -369,6 +369,9 @@ describe.each(DIALECTS)("hostile bodies on %s", (dialect) => {
     "[".repeat(50_000),
     '{"zone": {"id": [1, 2, {"x": null}]}}',
     "name: &a [*a]",
+    `<VirtualMachineSpec><__proto__/><constructor/><valueOf>1</valueOf><Zone toString="x">z</Zone><Tags><hasOwnProperty/></Tags></VirtualMachineSpec>`,
+    '{"constructor": 1, "resources": {"valueOf": 2}, "zone": {"toString": "x"}}',
+    "hasOwnProperty: x\nauthorized_keys:\n  all_users: toString\n",
     "",
     "   ",
   ];

@@ -8,6 +8,17 @@ import { parseSpec, type SpecErrorCode } from "../../src/spec/index.js";
 
 const BOUND_MS = 1000;
 
+/** Block-style YAML of string-valued objects, as nested as given. */
+function yamlOf(value: Record<string, unknown>, indent = ""): string {
+  return Object.entries(value)
+    .map(([k, v]) =>
+      typeof v === "string"
+        ? `${indent}${k}: ${v}\n`
+        : `${indent}${k}:\n${yamlOf(v as Record<string, unknown>, indent + "  ")}`,
+    )
+    .join("");
+}
+
 const billionLaughs = `<?xml version="1.0"?>
 <!DOCTYPE lolz [
  <!ENTITY lol "lol">
@@ -126,6 +137,44 @@ describe("hostile input", () => {
       expect(elapsed).toBeLessThan(BOUND_MS);
     });
   }
+
+  // Names from the document must never reach Object.prototype's members.
+  const PROTOTYPE_NAMES = ["__proto__", "constructor", "toString", "valueOf", "hasOwnProperty"];
+
+  it("reads elements and attributes named like Object.prototype members as unknown ones", () => {
+    const elements = PROTOTYPE_NAMES.map((n) => `<${n}>1</${n}>`).join("");
+    const attributes = PROTOTYPE_NAMES.map((n) => `${n}="x"`).join(" ");
+    const result = parseSpec(
+      `<VirtualMachineSpec>${elements}<Zone ${attributes} by="permalink">z</Zone><Resources>${elements}</Resources><Tags>${elements}</Tags></VirtualMachineSpec>`,
+    );
+    expect(result.errors).toEqual([]);
+    expect(result.spec).toEqual({ zone: { permalink: "z" }, resources: {} });
+    const warned = (code: string) => result.warnings.filter((w) => w.code === code).map((w) => w.path);
+    expect(warned("unknown_element")).toEqual(
+      ["", "/Resources", "/Tags"].flatMap((at) =>
+        PROTOTYPE_NAMES.map((n) => `/VirtualMachineSpec${at}/${n}`),
+      ),
+    );
+    expect(warned("unknown_attribute")).toHaveLength(PROTOTYPE_NAMES.length);
+  });
+
+  it.each(["json", "yaml"] as const)(
+    "refuses %s keys named like Object.prototype members as unknown fields",
+    (format) => {
+      const keys = PROTOTYPE_NAMES.filter((n) => format === "yaml" || n !== "__proto__");
+      const object = (inner: string) => Object.fromEntries(keys.map((k) => [k, inner]));
+      const doc = { ...object("x"), resources: object("x"), zone: { ...object("x"), permalink: "z" } };
+      const text = format === "json" ? JSON.stringify(doc) : yamlOf(doc);
+      const result = parseSpec(text, { format });
+      expect(result.spec).toBeNull();
+      expect(result.errors.map((e) => e.code)).toEqual(Array(keys.length * 3).fill("unknown_field"));
+    },
+  );
+
+  it("reads a YAML boolean named like an Object.prototype member as a wrong type", () => {
+    const result = parseSpec("authorized_keys:\n  all_users: toString\n", { format: "yaml" });
+    expect(result.errors[0]).toMatchObject({ code: "wrong_type" });
+  });
 
   it("never expands an entity into the model or the error", () => {
     const result = parseSpec(billionLaughs);
