@@ -60,7 +60,8 @@ const RICH_SPEC = `<?xml version="1.0" encoding="UTF-8"?>
   <Tags><Tag>bench</Tag><Tag>load</Tag></Tags>
 </VirtualMachineSpec>`;
 
-async function serveTrebuchet(dataDir: string): Promise<void> {
+/** A server on a fresh SQLite data directory, with the example catalog, a bench network and an organization. */
+async function setUpTrebuchet(dataDir: string) {
   const { createServer } = await import("../src/server.js");
   const { applyCatalog } = await import("../src/catalog/apply.js");
   const { readCatalogFile } = await import("../src/catalog/catalog-file.js");
@@ -98,6 +99,11 @@ async function serveTrebuchet(dataDir: string): Promise<void> {
     scopes: [],
     allowedNetworks: [],
   });
+  return { server, token };
+}
+
+async function serveTrebuchet(dataDir: string): Promise<void> {
+  const { server, token } = await setUpTrebuchet(dataDir);
   const address = await server.app.listen({ host: "127.0.0.1", port: 0 });
   // Exit normally on the bench's kill, so SERVER_NODE_OPTIONS="--cpu-prof" can write its profile.
   process.once("SIGTERM", () => process.exit(0));
@@ -112,6 +118,54 @@ const FIXED_BUILD_REPLY = {
   hostname: "autumn-deep-dust",
   annotations: [],
 };
+
+/**
+ * The storage step alone, in process, no HTTP: the rich spec's plan (made once) accepted
+ * over and over through the group commit, 20 builds per event-loop turn as under load.
+ * Every build still reserves an address and a hostname and writes its rows and spec XML.
+ */
+async function acceptanceFloor(dataDir: string): Promise<void> {
+  const { server } = await setUpTrebuchet(dataDir);
+  const { checkSpec, writeXml } = await import("../src/spec/index.js");
+  const { planBuild } = await import("../src/planner/planner.js");
+  const { randomHostname } = await import("../src/planner/hostnames.js");
+  const { acceptBuild } = await import("../src/builds/accept.js");
+  const { SnapshotLoader } = await import("../src/catalog/snapshot.js");
+  const db = server.store.db;
+  const org = await db
+    .selectFrom("organizations")
+    .selectAll()
+    .where("sub_domain", "=", "bench")
+    .executeTakeFirstOrThrow();
+  const { spec } = checkSpec(RICH_SPEC, { format: "xml" });
+  const planned = planBuild(spec!, await new SnapshotLoader(db).load(org, spec!), randomHostname);
+  if (!planned.ok) throw new Error(JSON.stringify(planned.problems));
+  const accept = () =>
+    acceptBuild(
+      server.store.groupCommit,
+      "sqlite",
+      {
+        organizationId: org.id,
+        plan: planned.plan,
+        renderSpecXml: (hostname) => writeXml({ ...planned.normalized, hostname }, { style: "server" }),
+        submittedSpec: RICH_SPEC,
+        annotations: [],
+        fqdnSuffix: org.infrastructure_domain,
+      },
+      randomHostname,
+    );
+  const turn = () => Promise.all(Array.from({ length: 20 }, accept));
+  for (let i = 0; i < 50; i++) await turn();
+  let builds = 0;
+  const end = performance.now() + DURATION * 1000;
+  const started = performance.now();
+  while (performance.now() < end) {
+    await turn();
+    builds += 20;
+  }
+  process.send!({ rate: builds / ((performance.now() - started) / 1000) });
+  await server.stop();
+}
 
 async function serveBare(): Promise<void> {
   const { checkSpec } = await import("../src/spec/index.js");
@@ -156,6 +210,19 @@ function start(
   });
 }
 
+function runAcceptanceFloor(dataDir: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = fork(self, ["acceptance-floor", dataDir, "--duration", String(DURATION)], {
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      execArgv: (process.env.SERVER_NODE_OPTIONS ?? SERVER_FLAGS).split(" ").filter(Boolean),
+    });
+    child.once("message", (m) => resolve((m as { rate: number }).rate));
+    child.once("exit", (code) =>
+      code === 0 ? undefined : reject(new Error(`acceptance floor exited with ${code}`)),
+    );
+  });
+}
+
 function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
@@ -189,6 +256,7 @@ async function main(): Promise<void> {
   const mode = args[0];
   if (mode === "serve-trebuchet") return serveTrebuchet(args[1]!);
   if (mode === "serve-bare") return serveBare();
+  if (mode === "acceptance-floor") return acceptanceFloor(args[1]!);
 
   const dataDir = mkdtempSync(join(tmpdir(), "trebuchet-bench-"));
   const bare = await start("serve-bare");
@@ -227,8 +295,10 @@ async function main(): Promise<void> {
       ["floor: POST, fixed 201", floor("/floor/fixed-reply")],
       ["floor: POST, checkSpec, fixed 201", floor("/floor/check-spec")],
     ];
-    for (const [name, options] of floors) {
-      if (ONLY === undefined || ONLY === "floors") runs.push(await load(name, bare.child.pid!, options));
+    let acceptanceRate: number | undefined;
+    if (ONLY === undefined || ONLY === "floors") {
+      for (const [name, options] of floors) runs.push(await load(name, bare.child.pid!, options));
+      acceptanceRate = await runAcceptanceFloor(join(dataDir, "acceptance-floor"));
     }
     const scenarios: [string, autocannon.Options][] = [
       [
@@ -272,6 +342,11 @@ async function main(): Promise<void> {
           : ` (target >= ${target.toFixed(2)}x: ${ratio >= target ? "met" : "NOT met"})`;
       console.log(
         `  ${run.name.padEnd(34)} ${run.rps.toFixed(0).padStart(7)} ${ratio.toFixed(2).padStart(6)}x ${String(run.p50).padStart(7)} ${String(run.p99).padStart(7)} ${String(run.non2xx).padStart(8)} ${run.peakRss.toFixed(0).padStart(12)}${verdict}`,
+      );
+    }
+    if (acceptanceRate !== undefined) {
+      console.log(
+        `  floor: acceptance alone, in process, no HTTP: ${acceptanceRate.toFixed(0)} builds/s (${(acceptanceRate / base).toFixed(2)}x)`,
       );
     }
     const trebuchetRuns = runs.filter((r) => r.name in targets);
