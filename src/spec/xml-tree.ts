@@ -50,8 +50,8 @@ export function readXmlTree(text: string, limits: SpecLimits): { root: XmlElemen
   // saxes stores handlers with keyed property stores, and past seven of them V8 turns the
   // parser into a dictionary-mode object, which parses ~5x slower. So saxes throws its
   // errors (no "error" handler), and the XML declaration is read from `xmlDecl` (no
-  // "xmldecl" handler): it can only come first, so its encoding is checked when the root
-  // element starts, or when the document fails before one.
+  // "xmldecl" handler): it can only come first, so its encoding is checked at the next
+  // thing the reader sees (a DOCTYPE, the root element, or an error).
   let encodingChecked = false;
   const checkEncoding = () => {
     if (encodingChecked) return;
@@ -80,7 +80,10 @@ export function readXmlTree(text: string, limits: SpecLimits): { root: XmlElemen
       );
     fail("malformed", message);
   };
-  parser.on("doctype", () => fail("doctype_forbidden", "a DOCTYPE is not allowed in a spec document"));
+  parser.on("doctype", () => {
+    checkEncoding(); // the declaration came first
+    fail("doctype_forbidden", "a DOCTYPE is not allowed in a spec document");
+  });
   parser.on("opentagstart", (tag) => {
     if (rootClosed) return;
     startLine = parser.line;

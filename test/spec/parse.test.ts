@@ -103,6 +103,12 @@ describe("reading XML: form errors as go-katapult raises them", () => {
     expect(parseSpec(`<?xml version="1.0" encoding="ISO-8859-1"?>${wrap("")}`).errors[0]!.code).toBe(
       "unsupported_encoding",
     );
+    // The declaration comes first, so its error comes before any later one.
+    for (const after of ["<!DOCTYPE x>", "", "<1bad/>", wrap("<Tags><Tag>a</Tags>")]) {
+      expect(parseSpec(`<?xml version="1.0" encoding="latin1"?>${after}`).errors[0]!.code).toBe(
+        "unsupported_encoding",
+      );
+    }
     expect(parseSpec(`\uFEFF<?xml version="1.0" encoding="utf-8"?>${wrap("<Name>n</Name>")}`).spec).toEqual({
       name: "n",
     });
