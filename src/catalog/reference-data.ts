@@ -49,15 +49,15 @@ export function stableId(prefix: string, seed: string): string {
 }
 
 export function isKnownCountry(code: string): boolean {
-  return code in COUNTRIES;
+  return Object.hasOwn(COUNTRIES, code);
 }
 
 export function isKnownCurrency(code: string): boolean {
-  return code in CURRENCIES;
+  return Object.hasOwn(CURRENCIES, code);
 }
 
 export function country(code: string, fallbackName?: string): Country {
-  const known = COUNTRIES[code];
+  const known = Object.hasOwn(COUNTRIES, code) ? COUNTRIES[code] : undefined;
   return {
     id: stableId("ctry", code),
     name: known?.name ?? fallbackName ?? code,
@@ -69,7 +69,7 @@ export function country(code: string, fallbackName?: string): Country {
 }
 
 export function currency(code: string): Currency {
-  const known = CURRENCIES[code];
+  const known = Object.hasOwn(CURRENCIES, code) ? CURRENCIES[code] : undefined;
   return {
     id: stableId("cur", code),
     name: known?.name ?? code,
