@@ -4,6 +4,8 @@ import { readFileSync } from "node:fs";
 import { Writable } from "node:stream";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { routePath } from "../../src/api/operation.js";
+import { OPERATIONS } from "../../src/api/operations.js";
 import { applyCatalog } from "../../src/catalog/apply.js";
 import { createApiToken } from "../../src/catalog/accounts.js";
 import { newId } from "../../src/store/index.js";
@@ -408,6 +410,35 @@ describe.each(DIALECTS)("hostile bodies on %s", (dialect) => {
       }),
       { numRuns: 150 },
     );
+  });
+
+  it("arguments named like Object.prototype members never produce a 5xx, on any operation", async () => {
+    const failures: string[] = [];
+    let handled = 0;
+    for (const operation of OPERATIONS) {
+      if (operation.name.endsWith("_events")) continue; // a stream: covered in its own tests
+      const path = "/core/v1" + routePath(operation.path).replace(/:[a-z_]+/g, "_");
+      for (const name of ["__proto__", "constructor", "toString", "valueOf", "hasOwnProperty", "prototype"]) {
+        const requests: { url: string; rawBody?: string }[] =
+          operation.method === "GET" || operation.method === "DELETE"
+            ? [{ url: `${path}?${name}[${name}]=1&organization[sub_domain]=acme&${name}=x` }]
+            : [
+                `{"${name}": {"id": "x"}}`,
+                `{"organization": {"${name}": "acme"}}`,
+                `{"organization": {"sub_domain": "acme"}, "${name}": {"${name}": {"${name}": "x"}}}`,
+                `{"organization": {"sub_domain": "acme"}, "properties": {"${name}": "x", "name": {"${name}": 1}}}`,
+              ].map((rawBody) => ({ url: path, rawBody }));
+        for (const { url, rawBody } of requests) {
+          const response = await api.call(operation.method, url, { token, ...(rawBody ? { rawBody } : {}) });
+          if (response.statusCode >= 500)
+            failures.push(`${operation.method} ${url} ${rawBody ?? ""}: ${response.body}`);
+          if (response.statusCode !== 404) handled++;
+        }
+      }
+    }
+    expect(failures).toEqual([]);
+    // Most requests got past routing and lookups to the operations themselves.
+    expect(handled).toBeGreaterThan(150);
   });
 
   it("lookups with prototype-polluting keys are refused cleanly", async () => {
