@@ -58,9 +58,9 @@ function listShape<T>(
 
 // The attributes elements may carry, allocated once (an array literal in a call is a new array each time).
 const NO_ATTRIBUTES: readonly string[] = [];
-const BY = ["by"];
-const KEY = ["key"];
-const TYPE = ["type"];
+const BY: readonly string[] = ["by"];
+const KEY: readonly string[] = ["key"];
+const TYPE: readonly string[] = ["type"];
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
