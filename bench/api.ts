@@ -120,8 +120,9 @@ const FIXED_BUILD_REPLY = {
 };
 
 /**
- * The storage step alone, in process, no HTTP: the rich spec's plan (made once) accepted
- * over and over through the group commit, 20 builds per event-loop turn as under load.
+ * The storage step alone, in process, no HTTP: the rich spec's plan (made once, given a new
+ * generated hostname each time) accepted over and over through the group commit, 20 builds
+ * per event-loop turn as under load.
  * Every build still reserves an address and a hostname and writes its rows and spec XML.
  */
 async function acceptanceFloor(dataDir: string): Promise<void> {
@@ -146,7 +147,8 @@ async function acceptanceFloor(dataDir: string): Promise<void> {
       "sqlite",
       {
         organizationId: org.id,
-        plan: planned.plan,
+        // A fresh hostname, as each request's plan has: a reused one is taken, and drawn again.
+        plan: { ...planned.plan, hostname: randomHostname() },
         renderSpecXml: (hostname) => writeXml({ ...planned.normalized, hostname }, { style: "server" }),
         submittedSpec: RICH_SPEC,
         annotations: [],
