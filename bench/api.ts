@@ -130,7 +130,7 @@ async function acceptanceFloor(dataDir: string): Promise<void> {
   const { checkSpec, writeXml } = await import("../src/spec/index.js");
   const { planBuild } = await import("../src/planner/planner.js");
   const { randomHostname } = await import("../src/planner/hostnames.js");
-  const { acceptBuild } = await import("../src/builds/accept.js");
+  const { acceptBuild } = await import("../src/lifecycle/index.js");
   const { SnapshotLoader } = await import("../src/catalog/snapshot.js");
   const db = server.store.db;
   const org = await db
@@ -144,7 +144,7 @@ async function acceptanceFloor(dataDir: string): Promise<void> {
   const accept = () =>
     acceptBuild(
       server.store.groupCommit,
-      "sqlite",
+      db,
       {
         organizationId: org.id,
         // A fresh hostname, as each request's plan has: a reused one is taken, and drawn again.

@@ -65,7 +65,6 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
     role !== "api" && config.agent
       ? new HostAgent({
           db: store.db,
-          dialect: store.dialect,
           dataDir: config.agent.dataDir,
           log: (message, fields) => api.app.log.info(fields ?? {}, message),
           ...(config.agent.hostName ? { hostName: config.agent.hostName } : {}),
@@ -80,7 +79,6 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
       services: {
         db: store.db,
         groupCommit: store.groupCommit,
-        dialect: store.dialect,
         baseDomain: config.baseDomain,
         snapshots: new SnapshotLoader(store.db),
         queries: hotQueries(store.db, config.authCacheMs),

@@ -10,7 +10,7 @@ import type { Identity } from "../auth/identity.js";
 import type { RateLimiter, RateLimitResult } from "../auth/rate-limit.js";
 import { isInMaintenance } from "../catalog/accounts.js";
 import { ApiError, routeNotFound } from "../errors.js";
-import { shareReadsUntilTurnEnds } from "../store/index.js";
+import { isDatabaseUnavailable, shareReadsUntilTurnEnds } from "../store/index.js";
 import { mergeArguments, parseQuery, type ArgumentBag } from "./arguments.js";
 import type { Operation, Services } from "./operation.js";
 import { routePath } from "./operation.js";
@@ -34,45 +34,9 @@ export interface AppOptions {
 declare module "fastify" {
   interface FastifyRequest {
     rateLimit?: RateLimitResult;
+    /** Who is calling, set before the body is read (see the routes' onRequest). */
+    identity?: Identity;
   }
-}
-
-/** Errors of the database or its driver that mean "unavailable", not "bug". */
-const UNAVAILABLE_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ETIMEDOUT",
-  "ENOTFOUND",
-  "EPIPE",
-  "57P01",
-  "57P02",
-  "57P03",
-  "53300",
-  "57014",
-  "08000",
-  "08001",
-  "08003",
-  "08004",
-  "08006",
-  "SQLITE_BUSY",
-  "SQLITE_LOCKED",
-  "SQLITE_IOERR",
-  "SQLITE_CANTOPEN",
-  "SQLITE_FULL",
-]);
-
-function isUnavailable(error: unknown): boolean {
-  if (!error || typeof error !== "object") return false;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === "string" && (UNAVAILABLE_CODES.has(code) || code.startsWith("SQLITE_BUSY")))
-    return true;
-  const message = (error as { message?: unknown }).message;
-  return (
-    typeof message === "string" &&
-    /timeout exceeded when trying to connect|Connection terminated|Query read timeout|database is locked|connect ECONNREFUSED|Cannot use a pool after calling end|driver has already been destroyed/i.test(
-      message,
-    )
-  );
 }
 
 const COMMON_HEADERS = {
@@ -183,7 +147,7 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     if (error.statusCode === 400 && error.code?.startsWith("FST_")) {
       return sendError(reply, new ApiError("invalid_json_body", { details: error.message }));
     }
-    if (isUnavailable(error)) {
+    if (isDatabaseUnavailable(error)) {
       request.log.warn({ err: error }, "database unavailable");
       return sendError(reply, new ApiError("service_unavailable"));
     }
@@ -227,8 +191,16 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     app.route({
       method: operation.method,
       url: BASE_PATH + routePath(operation.path),
+      // Credentials, rate limit and scopes are checked before the body is read: a refused
+      // request costs no parsing, however large its body.
+      onRequest: (request, _reply, done) => {
+        authenticate(request, operation).then((identity) => {
+          request.identity = identity;
+          done();
+        }, done);
+      },
       handler: async (request, reply) => {
-        const identity = await authenticate(request, operation);
+        const identity = request.identity!;
         const args = mergeArguments(request.query as ArgumentBag, request.body);
         const result = await operation.handle({
           services,

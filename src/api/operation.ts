@@ -5,7 +5,7 @@ import type { RateLimits } from "../auth/rate-limit.js";
 import type { SnapshotLoader } from "../catalog/snapshot.js";
 import type { HotQueries } from "./hot-queries.js";
 import type { RenderedBodies } from "./rendered-bodies.js";
-import type { Database, DialectName, GroupCommit, OrganizationsTable, Role } from "../store/index.js";
+import type { Database, GroupCommit, OrganizationsTable, Role } from "../store/index.js";
 import type { ArgumentBag } from "./arguments.js";
 
 /** What a handler needs from the server besides its request. */
@@ -13,7 +13,6 @@ export interface Services {
   db: Kysely<Database>;
   /** Where builds are accepted: their writes are committed together, turn by turn. */
   groupCommit: GroupCommit;
-  dialect: DialectName;
   /** Domain of VM FQDNs under each organization (`<hostname>.<sub_domain>.<baseDomain>`). */
   baseDomain: string;
   snapshots: SnapshotLoader;

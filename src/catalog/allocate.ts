@@ -1,10 +1,10 @@
 import type { Kysely } from "kysely";
 import {
   insertRow,
+  lockedForUpdate,
   newId,
   transactionQuery,
   type Database,
-  type DialectName,
   type IpAddressesTable,
 } from "../store/index.js";
 import { addressKey, bigIntToAddress, bigIntToKey, keyToBigInt, type IpVersion } from "./addresses.js";
@@ -27,20 +27,17 @@ export interface AllocationRequest {
  * A network's subnets of one IP version. On PostgreSQL they are locked, in ID order, for
  * the rest of the transaction: all of them, also when the spec names one.
  */
-const subnetsOf = (trx: Kysely<Database>, dialect: DialectName, networkId: string, version: IpVersion) =>
-  dialect === "postgres"
-    ? subnetsForUpdate(trx, dialect, networkId, version)
-    : subnetsForRead(trx, dialect, networkId, version);
-const subnetsQuery = (d: Kysely<Database>, networkId: string, version: IpVersion) =>
-  d
-    .selectFrom("subnets")
-    .selectAll()
-    .where("network_id", "=", networkId)
-    .where("ip_version", "=", version)
-    .orderBy("id");
-const subnetsForRead = transactionQuery(subnetsQuery, 2);
-const subnetsForUpdate = transactionQuery(
-  (d, networkId: string, version: IpVersion) => subnetsQuery(d, networkId, version).forUpdate(),
+const subnetsOf = transactionQuery(
+  (d, networkId: string, version: IpVersion) =>
+    lockedForUpdate(
+      d,
+      d
+        .selectFrom("subnets")
+        .selectAll()
+        .where("network_id", "=", networkId)
+        .where("ip_version", "=", version)
+        .orderBy("id"),
+    ),
   2,
 );
 
@@ -63,18 +60,17 @@ const highestAddressKey = transactionQuery(
  */
 export async function allocateAddress(
   trx: Kysely<Database>,
-  dialect: DialectName,
   request: AllocationRequest,
 ): Promise<IpAddressesTable> {
   const subnets = request.subnetId
-    ? await subnetsOf(trx, dialect, request.networkId, request.version).then((all) =>
+    ? await subnetsOf(trx, request.networkId, request.version).then((all) =>
         all.filter((subnet) => subnet.id === request.subnetId),
       )
-    : await subnetsOf(trx, dialect, request.networkId, request.version);
+    : await subnetsOf(trx, request.networkId, request.version);
   for (const subnet of subnets) {
     const start = keyToBigInt(addressKey(subnet.range_start));
     const end = keyToBigInt(addressKey(subnet.range_end));
-    const candidate = await nextFree(trx, dialect, request.networkId, start, end, request.version);
+    const candidate = await nextFree(trx, request.networkId, start, end, request.version);
     if (candidate === undefined) continue;
     const row: IpAddressesTable = {
       id: newId("ipAddress"),
@@ -91,7 +87,7 @@ export async function allocateAddress(
       allocation_id: request.allocationId,
       created_at: Math.floor(Date.now() / 1000),
     };
-    await insertRow(trx, dialect, "ip_addresses", row);
+    await insertRow(trx, "ip_addresses", row);
     return row;
   }
   throw new AddressesExhausted(`no free IPv${request.version} address`);
@@ -103,7 +99,6 @@ export async function allocateAddress(
  */
 async function nextFree(
   trx: Kysely<Database>,
-  dialect: DialectName,
   networkId: string,
   start: bigint,
   end: bigint,
@@ -111,7 +106,7 @@ async function nextFree(
 ): Promise<bigint | undefined> {
   const startKey = bigIntToKey(start, version);
   const endKey = bigIntToKey(end, version);
-  const [highest] = await highestAddressKey(trx, dialect, networkId, startKey, endKey);
+  const [highest] = await highestAddressKey(trx, networkId, startKey, endKey);
   if (!highest?.key) return start;
   const next = keyToBigInt(highest.key) + 1n;
   if (next <= end) return next;

@@ -8,6 +8,7 @@ import {
   versionOf,
   type IpVersion,
 } from "./addresses.js";
+import { DRIVER_NAMES, isDriverName } from "../hosts/driver-names.js";
 import { isKnownCountry } from "./reference-data.js";
 
 /**
@@ -231,7 +232,7 @@ export function readCatalogFile(text: string): { catalog: CatalogFile } | { prob
       return {
         name: r.string(h, "name", p, { pattern: /^[a-z0-9][a-z0-9-]{0,62}$/ }),
         zone: r.string(h, "zone", p),
-        driver: r.string(h, "driver", p, { optional: true }) || "qemu",
+        driver: hostDriver(r, h, p),
         cpu_cores: r.integer(h, "cpu_cores", p, { min: 1 }),
         memory_in_gb: r.integer(h, "memory_in_gb", p, { min: 1 }),
         disk_in_gb: r.integer(h, "disk_in_gb", p, { min: 1 }),
@@ -426,4 +427,10 @@ function readSubnet(r: Reader, raw: Raw, path: string): CatalogFile["networks"][
     range_end: end,
     version: cidr.version,
   };
+}
+
+function hostDriver(r: Reader, host: Raw, path: string): string {
+  const driver = r.string(host, "driver", path, { optional: true }) || "qemu";
+  if (!isDriverName(driver)) r.fail(`${path}.driver`, `must be one of ${DRIVER_NAMES.join(", ")}`);
+  return driver;
 }

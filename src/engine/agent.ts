@@ -1,13 +1,12 @@
 import { join } from "node:path";
 import type { Kysely } from "kysely";
-import type { StepTimeouts } from "../hosts/driver.js";
-import { QemuDriver } from "../hosts/qemu/driver.js";
-import type { Database, DialectName } from "../store/index.js";
+import type { HostDriver, StepTimeouts } from "../hosts/driver.js";
+import { createDriver } from "../hosts/registry.js";
+import type { Database } from "../store/index.js";
 import { Worker } from "./worker.js";
 
 export interface AgentOptions {
   db: Kysely<Database>;
-  dialect: DialectName;
   /** The catalog host to run; when absent, the catalog's only host. */
   hostName?: string;
   /** Templates live in `<dataDir>/templates`, VMs in `<dataDir>/vms`. */
@@ -19,12 +18,13 @@ export interface AgentOptions {
 }
 
 /**
- * The host agent of one hypervisor host: its QEMU driver and the worker that feeds it.
+ * The host agent of one hypervisor host: the driver its catalog entry names and the
+ * worker that feeds it.
  * Waits for its host to appear in the catalog when it is not there yet.
  */
 export class HostAgent {
   private worker: Worker | undefined;
-  private driver: QemuDriver | undefined;
+  private driver: HostDriver | undefined;
   private stopped = false;
   private starting: Promise<void> | undefined;
 
@@ -44,16 +44,14 @@ export class HostAgent {
     while (!this.stopped) {
       const host = await this.findHost();
       if (host) {
-        this.driver = new QemuDriver({
-          name: host.name,
-          vmsDir: join(this.options.dataDir, "vms"),
-          cacheDir: join(this.options.dataDir, "cache"),
+        this.driver = createDriver(host.driver, {
+          hostName: host.name,
           namespace: host.namespace,
+          dataDir: this.options.dataDir,
           log: (message) => this.options.log(message),
         });
         this.worker = new Worker({
           db: this.options.db,
-          dialect: this.options.dialect,
           driver: this.driver,
           hostName: host.name,
           templatesDir: this.templatesDir,

@@ -2,7 +2,7 @@ import { isAbsolute, join } from "node:path";
 import type { Kysely } from "kysely";
 import { parseCidr } from "../catalog/addresses.js";
 import type { GuestInterface, VmDefinition } from "../hosts/driver.js";
-import type { BuildPlan } from "../planner/plan.js";
+import { planColumn } from "../lifecycle/index.js";
 import type { Database } from "../store/index.js";
 
 /** Template paths in the catalog are relative to the host's templates directory, unless absolute. */
@@ -31,7 +31,7 @@ export async function loadVmDefinition(
     .where("virtual_machine_id", "=", vmId)
     .orderBy("created_at", "desc")
     .executeTakeFirstOrThrow();
-  const plan = JSON.parse(build.plan_json) as BuildPlan;
+  const plan = planColumn.decode(build.plan_json);
   const version = await db
     .selectFrom("disk_template_versions")
     .selectAll()
@@ -78,8 +78,7 @@ export async function loadVmDefinition(
 
   // The build recorded which interface each address was allocated for.
   const positionOf = new Map<string, number>();
-  for (const a of (plan as BuildPlan & { addresses?: { id: string; interface: number }[] }).addresses ?? [])
-    positionOf.set(a.id, a.interface);
+  for (const a of plan.addresses) positionOf.set(a.id, a.interface);
   const interfaces: GuestInterface[] = nics.map((nic) => ({
     id: nic.id,
     mac: nic.mac_address,

@@ -1,19 +1,31 @@
-import { sql, type Kysely, type SqlBool } from "kysely";
+import type { Kysely } from "kysely";
 import { HostError, type HostDriver, type StepTimeouts } from "../hosts/driver.js";
 import {
-  randomAlphanumeric,
-  type Database,
-  type DialectName,
-  type HostsTable,
-  type TaskAction,
-  type VirtualMachineState,
-} from "../store/index.js";
+  actionStep,
+  beginBuild,
+  buildCreated,
+  buildStep,
+  claimBuild,
+  claimTask,
+  completeBuild,
+  decideAction,
+  failBuild,
+  finishTask,
+  heartbeat,
+  LeaseHolder,
+  LeaseLost,
+  recordObservedState,
+  stateOfPower,
+  untilAvailable,
+  type ClaimedBuild,
+  type ClaimedTask,
+  type Lease,
+} from "../lifecycle/index.js";
+import { isDatabaseUnavailable, type Database, type Row } from "../store/index.js";
 import { loadVmDefinition } from "./definition.js";
-import { releaseVm } from "./release.js";
 
 export interface WorkerOptions {
   db: Kysely<Database>;
-  dialect: DialectName;
   driver: HostDriver;
   /** The catalog host this worker runs VMs on (one worker per host). */
   hostName: string;
@@ -30,47 +42,48 @@ export interface WorkerOptions {
 
 export const DEFAULT_TIMEOUTS: StepTimeouts = { ready: 120_000, shutdown: 30_000 };
 
-const now = () => Math.floor(Date.now() / 1000);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The lease is gone (another worker took the build): stop working on it, touch nothing. */
-class LeaseLost extends Error {}
-
 /**
- * A worker: claims pending builds and power tasks of its host's data center with a
- * lease (renewed by a heartbeat), runs them through the host driver, and records
- * every state change. Builds whose worker died are claimed again after their lease
- * expires (at once by the same host's next worker) and start over from a clean host.
+ * A worker: the runner between the lifecycle and one host's driver. It claims pending
+ * builds of its host's data center and the actions of its host's VMs (lifecycle/ decides
+ * which, with a lease renewed by a heartbeat), drives the host, and reports every step
+ * back through the lifecycle, which writes only while the lease is this worker's.
  *
- * Placement is first-fit: the worker of a host with room (memory and disk of its live
- * VMs plus the new one within the host's capacity) claims the build; a worker whose
- * host is full leaves it to another host of the data center, and when no host there
- * has room the build fails and says so.
+ * While the database is unavailable the worker waits: claims stop, and the jobs in hand
+ * retry their next write until it is back (their leases cannot be taken meanwhile, as
+ * nobody else can write either). A job whose lease was taken stops at once, cleans up
+ * what it made on its host, and writes nothing more.
  */
 export class Worker {
-  readonly owner: string;
-  private readonly leaseSeconds: number;
+  private readonly holder: LeaseHolder;
   private readonly pollMs: number;
   private readonly timeouts: StepTimeouts;
   private readonly maxAttempts: number;
   private readonly log: NonNullable<WorkerOptions["log"]>;
   private running = false;
   private loop: Promise<void> | undefined;
-  private host!: HostsTable;
+  private host!: Row<"hosts">;
   private wake: (() => void) | undefined;
   /** Set by a poke that arrives while the loop is busy, so it looks again instead of sleeping. */
   private poked = false;
   private readonly concurrency: number;
   private readonly active = new Set<Promise<void>>();
+  /** Aborted by stop(): jobs stop waiting for an unavailable database. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly options: WorkerOptions) {
-    this.owner = `${options.hostName}:${randomAlphanumeric(8)}`;
-    this.leaseSeconds = options.leaseSeconds ?? 30;
+    this.holder = new LeaseHolder(options.hostName, options.leaseSeconds ?? 30);
     this.pollMs = options.pollMs ?? 250;
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     this.maxAttempts = options.maxAttempts ?? 3;
     this.log = options.log ?? (() => undefined);
     this.concurrency = options.concurrency ?? 4;
+  }
+
+  /** This worker's identity in lease tokens (`<host>:<random>`). */
+  get owner(): string {
+    return this.holder.id;
   }
 
   private get db() {
@@ -95,20 +108,10 @@ export class Worker {
   /** Stops claiming work and waits for the jobs in hand to finish. */
   async stop(): Promise<void> {
     this.running = false;
+    this.stopping.abort();
     this.wake?.();
     await this.loop;
     await Promise.all(this.active);
-  }
-
-  /** Runs a job in the background, counting it against the worker's concurrency. */
-  private spawn(job: () => Promise<void>): void {
-    const running: Promise<void> = job()
-      .catch((error: Error) => this.log("job failed unexpectedly", { err: error.message }))
-      .finally(() => {
-        this.active.delete(running);
-        this.poke();
-      });
-    this.active.add(running);
   }
 
   /** Looks for work now instead of at the next poll (called when a build is accepted in-process). */
@@ -117,20 +120,40 @@ export class Worker {
     this.wake?.();
   }
 
+  /** Runs a job in the background under its lease, counting it against the worker's concurrency. */
+  private spawn(lease: Lease, job: (lost: () => boolean) => Promise<void>): void {
+    let lost = false;
+    this.holder.held.add(lease.token);
+    const beat = heartbeat(this.db, lease, () => {
+      lost = true;
+      this.log(`${lease.id}: lease lost; stopping`);
+    });
+    const running: Promise<void> = job(() => lost)
+      .catch((error: Error) => this.log("job failed unexpectedly", { err: error.message }))
+      .finally(() => {
+        beat.stop();
+        this.holder.held.delete(lease.token);
+        this.active.delete(running);
+        this.poke();
+      });
+    this.active.add(running);
+  }
+
   private async run(): Promise<void> {
     let lastReconcile = Date.now();
     while (this.running) {
       let worked = false;
       this.poked = false;
       try {
-        if (this.active.size < this.concurrency)
-          worked = (await this.claimBuild()) || (await this.claimTask());
+        if (this.active.size < this.concurrency) worked = (await this.nextBuild()) || (await this.nextTask());
         if (Date.now() - lastReconcile > 30_000) {
           lastReconcile = Date.now();
           await this.reconcile();
         }
       } catch (error) {
-        this.log("worker loop error", { err: (error as Error).message });
+        this.log(isDatabaseUnavailable(error) ? "worker waiting for the database" : "worker loop error", {
+          err: (error as Error).message,
+        });
       }
       if (!worked && !this.poked && this.running) {
         await new Promise<void>((resolve) => {
@@ -145,419 +168,154 @@ export class Worker {
     }
   }
 
+  /** A write of the job's progress, waited for through a database outage. */
+  private write<T>(work: () => Promise<T>): Promise<T> {
+    return untilAvailable(work, this.stopping.signal);
+  }
+
   // ---- builds ----
 
-  private async claimBuild(): Promise<boolean> {
-    const t = now();
-    const claimed = await this.db.transaction().execute(async (trx) => {
-      let candidates = trx
-        .selectFrom("builds")
-        .select(["id", "state", "lease_owner"])
-        .where("virtual_machine_id", "in", (eb) =>
-          eb
-            .selectFrom("virtual_machines")
-            .innerJoin("zones", "zones.id", "virtual_machines.zone_id")
-            .select("virtual_machines.id")
-            .where("zones.data_center_id", "=", this.host.data_center_id),
-        )
-        .where((eb) =>
-          eb.or([
-            eb("state", "=", "pending"),
-            eb.and([eb("state", "=", "building"), this.abandonedLease(t)]),
-          ]),
-        )
-        .orderBy("created_at")
-        .limit(1);
-      if (this.options.dialect === "postgres") candidates = candidates.forUpdate().skipLocked();
-      const build = await candidates.executeTakeFirst();
-      if (!build) return undefined;
-      if (!(await this.hasRoomFor(trx, build.id))) return { id: build.id, full: true };
-      await trx
-        .updateTable("builds")
-        .set((eb) => ({
-          state: "building",
-          lease_owner: this.owner,
-          lease_expires_at: t + this.leaseSeconds,
-          attempts: eb("attempts", "+", 1),
-          updated_at: t,
-        }))
-        .where("id", "=", build.id)
-        .execute();
-      // Placement happens with the claim, so concurrent claims count each other's VMs on the host.
-      await trx
-        .updateTable("virtual_machines")
-        .set({ host_id: this.host.id, state: "allocating" })
-        .where("id", "in", (eb) =>
-          eb.selectFrom("builds").select("virtual_machine_id").where("id", "=", build.id),
-        )
-        .execute();
-      return { id: build.id, full: false };
-    });
-    if (!claimed) return false;
-    if (claimed.full) {
-      // Another host of the data center may have room; only fail when none has.
-      if (!(await this.anyHostHasRoom(claimed.id))) await this.failUnplaceable(claimed.id);
-      return false;
-    }
-    this.spawn(() => this.executeBuild(claimed.id));
+  private async nextBuild(): Promise<boolean> {
+    const claim = await claimBuild(this.db, this.holder, this.host);
+    if (claim.kind === "unplaceable") this.log(`build ${claim.buildId}: failed: ${claim.reason}`);
+    if (claim.kind !== "claimed") return false;
+    this.spawn(claim.build.lease, (lost) => this.executeBuild(claim.build, lost));
     return true;
   }
 
-  /**
-   * A lease nobody holds any more: expired, or held by an earlier incarnation of this
-   * host's worker (one worker per host, so that one is dead). Builds and tasks share it.
-   */
-  private abandonedLease(t: number) {
-    return sql<SqlBool>`(lease_expires_at < ${t} or (lease_owner like ${`${this.options.hostName}:%`} and lease_owner <> ${this.owner}))`;
-  }
-
-  private async vmNeeds(db: Kysely<Database>, buildId: string) {
-    const row = await db
-      .selectFrom("builds")
-      .innerJoin("virtual_machines", "virtual_machines.id", "builds.virtual_machine_id")
-      .select(["virtual_machines.id", "virtual_machines.memory_in_gb"])
-      .where("builds.id", "=", buildId)
-      .executeTakeFirstOrThrow();
-    const disk = await db
-      .selectFrom("disks")
-      .select((eb) => eb.fn.sum<number>("size_in_gb").as("total"))
-      .where("virtual_machine_id", "=", row.id)
-      .where("shared", "=", 0)
-      .executeTakeFirst();
-    return { vmId: row.id, memory: row.memory_in_gb, disk: Number(disk?.total ?? 0) };
-  }
-
-  private async usage(db: Kysely<Database>, hostId: string, exceptVm: string) {
-    const vms = await db
-      .selectFrom("virtual_machines")
-      .select((eb) => [eb.fn.sum<number>("memory_in_gb").as("memory")])
-      .where("host_id", "=", hostId)
-      .where("deleted_at", "is", null)
-      .where("state", "!=", "failed")
-      .where("id", "!=", exceptVm)
-      .executeTakeFirst();
-    const disks = await db
-      .selectFrom("disks")
-      .innerJoin("virtual_machines", "virtual_machines.id", "disks.virtual_machine_id")
-      .select((eb) => eb.fn.sum<number>("disks.size_in_gb").as("disk"))
-      .where("virtual_machines.host_id", "=", hostId)
-      .where("virtual_machines.deleted_at", "is", null)
-      .where("disks.state", "!=", "deleted")
-      .where("disks.shared", "=", 0)
-      .where("virtual_machines.id", "!=", exceptVm)
-      .executeTakeFirst();
-    return { memory: Number(vms?.memory ?? 0), disk: Number(disks?.disk ?? 0) };
-  }
-
-  private async hasRoomFor(db: Kysely<Database>, buildId: string, host = this.host): Promise<boolean> {
-    const needs = await this.vmNeeds(db, buildId);
-    const used = await this.usage(db, host.id, needs.vmId);
-    return used.memory + needs.memory <= host.memory_in_gb && used.disk + needs.disk <= host.disk_in_gb;
-  }
-
-  private async anyHostHasRoom(buildId: string): Promise<boolean> {
-    const hosts = await this.db
-      .selectFrom("hosts")
-      .selectAll()
-      .where("data_center_id", "=", this.host.data_center_id)
-      .where("state", "=", "active")
-      .where("id", "!=", this.host.id)
-      .execute();
-    for (const host of hosts) if (await this.hasRoomFor(this.db, buildId, host)) return true;
-    return false;
-  }
-
-  private async failUnplaceable(buildId: string): Promise<void> {
-    const needs = await this.vmNeeds(this.db, buildId);
-    const used = await this.usage(this.db, this.host.id, needs.vmId);
-    const dc = await this.db
-      .selectFrom("data_centers")
-      .select("permalink")
-      .where("id", "=", this.host.data_center_id)
-      .executeTakeFirstOrThrow();
-    await this.failBuild(
-      buildId,
-      needs.vmId,
-      `no hypervisor host in data center ${dc.permalink} has room for ${needs.memory} GB of memory and ${needs.disk} GB of disk (host ${this.host.name}: ${used.memory} of ${this.host.memory_in_gb} GB memory and ${used.disk} of ${this.host.disk_in_gb} GB disk in use)`,
-      false,
-    );
-  }
-
-  private async executeBuild(buildId: string): Promise<void> {
-    const build = await this.db
-      .selectFrom("builds")
-      .selectAll()
-      .where("id", "=", buildId)
-      .executeTakeFirstOrThrow();
-    const vmId = build.virtual_machine_id!;
+  private async executeBuild(build: ClaimedBuild, lost: () => boolean): Promise<void> {
     const { driver } = this.options;
-    let lost = false;
-    const heartbeat = setInterval(
-      () => {
-        void this.db
-          .updateTable("builds")
-          .set({ lease_expires_at: now() + this.leaseSeconds })
-          .where("id", "=", buildId)
-          .where("lease_owner", "=", this.owner)
-          .executeTakeFirst()
-          .then((r) => {
-            if (Number(r.numUpdatedRows) === 0) lost = true;
-          })
-          .catch(() => undefined);
-      },
-      (this.leaseSeconds * 1000) / 3,
-    );
+    const { buildId, vmId } = build;
     const step = async (progress: number, what: string, body: () => Promise<void>) => {
-      if (lost) throw new LeaseLost();
+      if (lost()) throw new LeaseLost(build.lease);
       this.log(`build ${buildId}: ${what}`, { progress });
-      await this.db.updateTable("tasks").set({ progress }).where("id", "=", build.task_id).execute();
+      await this.write(() =>
+        buildStep(this.db, build, progress, what === "starting" ? "starting" : undefined),
+      );
       await retryTransient(body);
     };
     try {
-      const t = now();
-      await this.db
-        .updateTable("tasks")
-        .set((eb) => ({
-          status: "running",
-          started_at: eb.fn.coalesce("started_at", eb.val(t)),
-          progress: 5,
-          error: null,
-        }))
-        .where("id", "=", build.task_id)
-        .execute();
-      if (build.attempts > this.maxAttempts)
+      await this.write(() => beginBuild(this.db, build));
+      if (build.attempt > this.maxAttempts)
         throw new HostError(`gave up after ${this.maxAttempts} attempts; the last was interrupted`);
-      if (build.attempts > 1) {
-        this.log(`build ${buildId}: attempt ${build.attempts}, clearing what the interrupted attempt left`);
+      if (build.attempt > 1) {
+        this.log(`build ${buildId}: attempt ${build.attempt}, clearing what the interrupted attempt left`);
         await driver.destroy(vmId);
       }
       await step(20, "creating disks, seed and network", async () => {
-        const definition = await loadVmDefinition(this.db, vmId, this.options.templatesDir);
+        const definition = await this.write(() => loadVmDefinition(this.db, vmId, this.options.templatesDir));
         await driver.create(definition);
-        await this.db
-          .updateTable("disks")
-          .set({ state: "ready", host_id: this.host.id })
-          .where("virtual_machine_id", "=", vmId)
-          .where("shared", "=", 0)
-          .execute();
       });
-      await this.setVmState(vmId, "stopped");
-      await step(50, "starting", async () => {
-        await this.setVmState(vmId, "starting");
-        await driver.start(vmId);
-      });
+      await this.write(() => buildCreated(this.db, build, this.host.id));
+      await step(50, "starting", () => driver.start(vmId));
       await step(60, "waiting for the guest", () => driver.waitReady(vmId, 0, this.timeouts.ready));
-      if (lost) throw new LeaseLost();
-      const done = now();
-      await this.db.transaction().execute(async (trx) => {
-        await trx.updateTable("virtual_machines").set({ state: "started" }).where("id", "=", vmId).execute();
-        await trx
-          .updateTable("disks")
-          .set({ state: "attached" })
-          .where("virtual_machine_id", "=", vmId)
-          .execute();
-        await trx
-          .updateTable("builds")
-          .set({ state: "complete", lease_owner: null, lease_expires_at: null, updated_at: done })
-          .where("id", "=", buildId)
-          .execute();
-        await trx
-          .updateTable("tasks")
-          .set({ status: "completed", progress: 100, finished_at: done })
-          .where("id", "=", build.task_id)
-          .execute();
-      });
+      if (lost()) throw new LeaseLost(build.lease);
+      await this.write(() => completeBuild(this.db, build));
       this.log(`build ${buildId}: complete`);
     } catch (error) {
-      if (error instanceof LeaseLost) {
-        this.log(`build ${buildId}: lease lost; leaving it to its new worker`);
-      } else {
-        await this.failBuild(
-          buildId,
-          vmId,
-          error instanceof HostError ? error.message : `internal error: ${(error as Error).message}`,
-          true,
-        );
+      if (error instanceof LeaseLost || lost()) return this.abandon(build.lease, vmId);
+      if (isDatabaseUnavailable(error)) {
+        // Stopping while the database is away: the lease runs out and the next worker starts over.
+        this.log(`build ${buildId}: left to the next worker (database unavailable while stopping)`);
+        return;
       }
-    } finally {
-      clearInterval(heartbeat);
+      const reason =
+        error instanceof HostError ? error.message : `internal error: ${(error as Error).message}`;
+      this.log(`build ${buildId}: failed: ${reason}`);
+      await this.destroyQuietly(vmId, `build ${buildId}`);
+      await this.write(() => failBuild(this.db, build, reason)).catch((failure: unknown) => {
+        if (!(failure instanceof LeaseLost)) throw failure;
+      });
     }
   }
 
-  /** Records the failure and gives back everything the build reserved. */
-  private async failBuild(buildId: string, vmId: string, reason: string, onHost: boolean): Promise<void> {
-    this.log(`build ${buildId}: failed: ${reason}`);
-    if (onHost) {
-      try {
-        await this.options.driver.destroy(vmId);
-      } catch (error) {
-        this.log(`build ${buildId}: cleaning the host failed: ${(error as Error).message}`);
-      }
+  /**
+   * The job's lease went to another claim. A build taken over by another host's worker
+   * leaves nothing here: what this job made on the host is removed. A claim on this same
+   * host (a build's next attempt, or any action: only the VM's host runs them) starts
+   * from what the host really has, so it is left alone.
+   */
+  private async abandon(lease: Lease, vmId: string): Promise<void> {
+    const vm = await this.db
+      .selectFrom("virtual_machines")
+      .select("host_id")
+      .where("id", "=", vmId)
+      .executeTakeFirst()
+      .catch(() => undefined);
+    if (lease.table === "tasks" || vm?.host_id === this.host.id) {
+      this.log(`${lease.id}: lease lost to another claim on this host; leaving the VM to it`);
+      return;
     }
-    await releaseVm(this.db, vmId);
-    const t = now();
-    await this.db.transaction().execute(async (trx) => {
-      const build = await trx
-        .selectFrom("builds")
-        .select("task_id")
-        .where("id", "=", buildId)
-        .executeTakeFirstOrThrow();
-      await trx
-        .updateTable("virtual_machines")
-        .set({ state: "failed", deleted_at: t })
-        .where("id", "=", vmId)
-        .execute();
-      await trx
-        .updateTable("builds")
-        .set({
-          state: "failed",
-          failure_reason: reason,
-          lease_owner: null,
-          lease_expires_at: null,
-          updated_at: t,
-        })
-        .where("id", "=", buildId)
-        .execute();
-      await trx
-        .updateTable("tasks")
-        .set({ status: "failed", error: reason, finished_at: t })
-        .where("id", "=", build.task_id)
-        .execute();
-    });
+    this.log(`${lease.id}: lease lost; removing what this worker made on host ${this.host.name}`);
+    await this.destroyQuietly(vmId, lease.id);
+  }
+
+  private async destroyQuietly(vmId: string, job: string): Promise<void> {
+    try {
+      await this.options.driver.destroy(vmId);
+    } catch (error) {
+      this.log(`${job}: cleaning the host failed: ${(error as Error).message}`);
+    }
   }
 
   // ---- power actions and deletion ----
 
-  private async claimTask(): Promise<boolean> {
-    const t = now();
-    const claimed = await this.db.transaction().execute(async (trx) => {
-      let candidates = trx
-        .selectFrom("tasks")
-        .select(["id"])
-        .where("action", "is not", null)
-        .where("object_id", "in", (eb) =>
-          eb.selectFrom("virtual_machines").select("id").where("host_id", "=", this.host.id),
-        )
-        .where((eb) =>
-          eb.or([
-            eb("status", "=", "pending"),
-            eb.and([eb("status", "=", "running"), this.abandonedLease(t)]),
-          ]),
-        )
-        .orderBy("created_at")
-        .limit(1);
-      if (this.options.dialect === "postgres") candidates = candidates.forUpdate().skipLocked();
-      const task = await candidates.executeTakeFirst();
-      if (!task) return undefined;
-      await trx
-        .updateTable("tasks")
-        .set((eb) => ({
-          status: "running",
-          lease_owner: this.owner,
-          lease_expires_at: t + this.leaseSeconds,
-          started_at: eb.fn.coalesce("started_at", eb.val(t)),
-          progress: 10,
-        }))
-        .where("id", "=", task.id)
-        .execute();
-      return task.id;
-    });
-    if (!claimed) return false;
-    this.spawn(() => this.executeTask(claimed));
+  private async nextTask(): Promise<boolean> {
+    const task = await claimTask(this.db, this.holder, this.host.id);
+    if (!task) return false;
+    this.spawn(task.lease, () => this.executeTask(task));
     return true;
   }
 
-  private async executeTask(taskId: string): Promise<void> {
-    const task = await this.db
-      .selectFrom("tasks")
-      .selectAll()
-      .where("id", "=", taskId)
-      .executeTakeFirstOrThrow();
-    const vmId = task.object_id!;
-    const action = task.action as TaskAction;
+  private async executeTask(task: ClaimedTask): Promise<void> {
     const { driver } = this.options;
-    const heartbeat = setInterval(
-      () => {
-        void this.db
-          .updateTable("tasks")
-          .set({ lease_expires_at: now() + this.leaseSeconds })
-          .where("id", "=", taskId)
-          .execute()
-          .catch(() => undefined);
-      },
-      (this.leaseSeconds * 1000) / 3,
-    );
-    this.log(`task ${taskId}: ${action} ${vmId}`);
+    const { vmId, action } = task;
     try {
+      const decision = decideAction(action, await driver.state(vmId));
+      if (!decision.run) {
+        this.log(`task ${task.taskId}: ${action} ${vmId}: nothing to do, it is ${decision.state}`);
+        await this.write(() => finishTask(this.db, task, decision.state));
+        return;
+      }
+      this.log(`task ${task.taskId}: ${action} ${vmId}`);
+      await this.write(() => actionStep(this.db, task, decision.during));
       switch (action) {
         case "start": {
-          await this.setVmState(vmId, "starting");
           const since = await driver.consoleSize(vmId);
           await driver.start(vmId);
           await driver.waitReady(vmId, since, this.timeouts.ready);
-          await this.setVmState(vmId, "started");
           break;
         }
         case "stop":
-          await this.setVmState(vmId, "stopping");
           await driver.stop(vmId);
-          await this.setVmState(vmId, "stopped");
           break;
-        case "shutdown": {
-          await this.setVmState(vmId, "shutting_down");
-          const clean = await driver.shutdown(vmId, this.timeouts.shutdown);
-          if (!clean) this.log(`task ${taskId}: the guest ignored the power button; powered off`);
-          await this.setVmState(vmId, "stopped");
+        case "shutdown":
+          if (!(await driver.shutdown(vmId, this.timeouts.shutdown)))
+            this.log(`task ${task.taskId}: the guest ignored the power button; powered off`);
           break;
-        }
         case "reset": {
-          await this.setVmState(vmId, "resetting");
           const since = await driver.consoleSize(vmId);
           await driver.reset(vmId);
           await driver.waitReady(vmId, since, this.timeouts.ready);
-          await this.setVmState(vmId, "started");
           break;
         }
         case "delete":
           await driver.destroy(vmId);
-          await releaseVm(this.db, vmId);
-          await this.setVmState(vmId, "stopped");
           break;
       }
-      await this.db
-        .updateTable("tasks")
-        .set({
-          status: "completed",
-          progress: 100,
-          finished_at: now(),
-          lease_owner: null,
-          lease_expires_at: null,
-        })
-        .where("id", "=", taskId)
-        .execute();
+      await this.write(() => finishTask(this.db, task, decision.after));
     } catch (error) {
+      if (error instanceof LeaseLost) return this.abandon(task.lease, vmId);
+      if (isDatabaseUnavailable(error)) return;
       const reason = (error as Error).message;
-      this.log(`task ${taskId}: failed: ${reason}`);
-      const actual = await driver.state(vmId).catch(() => "missing" as const);
-      await this.setVmState(vmId, actual === "running" ? "started" : "stopped");
-      await this.db
-        .updateTable("tasks")
-        .set({
-          status: "failed",
-          error: reason,
-          finished_at: now(),
-          lease_owner: null,
-          lease_expires_at: null,
-        })
-        .where("id", "=", taskId)
-        .execute();
-    } finally {
-      clearInterval(heartbeat);
+      this.log(`task ${task.taskId}: failed: ${reason}`);
+      const power = await driver.state(vmId).catch(() => "missing" as const);
+      await this.write(() => finishTask(this.db, task, stateOfPower(power), reason)).catch(
+        (failure: unknown) => {
+          if (!(failure instanceof LeaseLost)) throw failure;
+        },
+      );
     }
-  }
-
-  private async setVmState(vmId: string, state: VirtualMachineState): Promise<void> {
-    await this.db.updateTable("virtual_machines").set({ state }).where("id", "=", vmId).execute();
   }
 
   // ---- reconciliation ----
@@ -602,17 +360,12 @@ export class Worker {
       if (vm.state === "failed") continue;
       live.add(vm.id);
       if (busy.has(vm.id)) continue;
-      const state = await driver.state(vm.id);
-      const recorded: VirtualMachineState = state === "running" ? "started" : "stopped";
-      if (vm.state !== recorded) {
-        this.log(`reconcile: ${vm.id} is ${state}, was recorded ${vm.state}`);
-        await this.setVmState(vm.id, recorded);
-      }
+      const observed = stateOfPower(await driver.state(vm.id));
+      if (vm.state !== observed && (await recordObservedState(this.db, vm.id, vm.state, observed)))
+        this.log(`reconcile: ${vm.id} is ${observed} on its host, was recorded ${vm.state}`);
     }
     for (const vmId of await driver.list()) {
-      if (live.has(vmId)) continue;
-      const pendingDelete = busy.has(vmId);
-      if (pendingDelete) continue;
+      if (live.has(vmId) || busy.has(vmId)) continue;
       this.log(`reconcile: removing ${vmId} from host ${this.host.name} (no live VM owns it)`);
       await driver.destroy(vmId);
     }

@@ -3,22 +3,29 @@ import { join } from "node:path";
 import SQLite from "better-sqlite3";
 import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase } from "kysely";
 import type pg from "pg";
+import type { DialectName } from "./dialect.js";
 import { GroupCommit } from "./group-commit.js";
 import type { DirectRunner } from "./statements.js";
 import { migrateToLatest } from "./migrate.js";
+import { resilientPool } from "./postgres-pool.js";
 import { useReaderConnection } from "./prepared.js";
 import { SnapshotReader } from "./snapshot-reader.js";
 import type { Database } from "./schema.js";
-
-export type DialectName = "sqlite" | "postgres";
 
 export interface StoreOptions {
   /** A `postgres://` URL selects PostgreSQL; without it the store is SQLite in `dataDir`. */
   databaseUrl?: string;
   /** Directory of the embedded SQLite database (created when missing). */
   dataDir?: string;
-  /** Longest a statement may run, and longest to wait for a connection or a lock (ms). */
+  /** Longest a statement may run, and longest to wait for a row lock on PostgreSQL (ms). */
   timeoutMs?: number;
+  /**
+   * SQLite: longest to wait for another process's lock on the file before the database
+   * counts as unavailable (ms), so requests answer 503 in about a second rather than
+   * after a statement's timeout. (A stopped PostgreSQL refuses connections at once; its
+   * pool waits up to `timeoutMs` for a free connection under load.)
+   */
+  unavailableAfterMs?: number;
   /** Connections in the PostgreSQL pool. */
   poolSize?: number;
   /** Run migrations on open (the default). */
@@ -29,6 +36,7 @@ export interface Store {
   db: Kysely<Database>;
   /** Commits the writes of one event-loop turn together (see GroupCommit). */
   groupCommit: GroupCommit;
+  /** Which database this is, for operators' messages; queries never need it (see dialect.ts). */
   dialect: DialectName;
   /** Where the data lives, for messages: a file path or the URL without its password. */
   location: string;
@@ -37,6 +45,7 @@ export interface Store {
 
 export const SQLITE_FILE = "trebuchet.db";
 const DEFAULT_TIMEOUT_MS = 5000;
+const DEFAULT_UNAVAILABLE_AFTER_MS = 1000;
 
 const INT8_OID = 20;
 const NUMERIC_OID = 1700;
@@ -89,6 +98,7 @@ function withStatementCache(sqlite: SQLite.Database, beforeEach: () => void, siz
 /** Opens the database the options select and brings its schema up to date. */
 export async function openStore(options: StoreOptions): Promise<Store> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const waitMs = Math.min(timeoutMs, options.unavailableAfterMs ?? DEFAULT_UNAVAILABLE_AFTER_MS);
   let store: Store;
   if (options.databaseUrl) {
     if (!/^postgres(ql)?:\/\//.test(options.databaseUrl)) {
@@ -106,9 +116,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       query_timeout: timeoutMs + 1000,
       types: pgTypes(driver),
     });
-    // An idle client's error (the server went away) must not crash the process; the next query reports it.
-    pool.on("error", () => undefined);
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: resilientPool(pool, driver) }) });
     store = {
       db,
       groupCommit: new GroupCommit(db),
@@ -120,14 +128,14 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     const dataDir = options.dataDir ?? ".data";
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const file = join(dataDir, SQLITE_FILE);
-    const sqlite = new SQLite(file, { timeout: timeoutMs });
+    const sqlite = new SQLite(file, { timeout: waitMs });
     sqlite.pragma("journal_mode = WAL");
     sqlite.pragma("synchronous = NORMAL");
     sqlite.pragma("foreign_keys = ON");
     // Savepoints (one per build in a group commit) and statements save the pages they
     // change in a sub-journal: in memory that is a copy, in a temporary file a write.
     sqlite.pragma("temp_store = MEMORY");
-    const readerConnection = new SQLite(file, { timeout: timeoutMs });
+    const readerConnection = new SQLite(file, { timeout: waitMs });
     readerConnection.pragma("query_only = ON");
     const reader = new SnapshotReader(readerConnection);
     // Before this process writes, reads leave their shared snapshot, so they see the write.

@@ -1,4 +1,6 @@
 export * from "./database.js";
+export * from "./dialect.js";
+export * from "./unavailable.js";
 export * from "./ids.js";
 export * from "./migrate.js";
 export type * from "./schema.js";
@@ -7,3 +9,4 @@ export * from "./prepared.js";
 export * from "./housekeeping.js";
 export * from "./group-commit.js";
 export * from "./statements.js";
+export * from "./json-columns.js";

@@ -7,6 +7,8 @@
  * - lists and small documents are JSON in text columns (`*_json`).
  */
 
+import type { Insertable, Selectable } from "kysely";
+
 export type Flag = 0 | 1;
 export type Timestamp = number;
 
@@ -364,6 +366,8 @@ export interface TasksTable {
   action: TaskAction | null;
   lease_owner: string | null;
   lease_expires_at: Timestamp | null;
+  /** A VM's actions run one at a time in this order (null for build tasks). */
+  queue_position: number | null;
   progress: number;
   object_type: string | null;
   object_id: string | null;
@@ -385,8 +389,8 @@ export interface IdempotencyKeysTable {
   identity_id: string;
   key: string;
   request_hash: string;
-  response_status: number;
-  response_body: string;
+  /** What the request did, as the lifecycle records it (see lifecycle/idempotency.ts). */
+  outcome_json: string;
   created_at: Timestamp;
   expires_at: Timestamp;
 }
@@ -447,3 +451,8 @@ export interface Database {
   trash_objects: TrashObjectsTable;
   settings: SettingsTable;
 }
+
+/** A row of a table as selected (the type callers use for what they read). */
+export type Row<T extends keyof Database> = Selectable<Database[T]>;
+/** A row to insert: nullable columns may be left out (they default to null in the schema). */
+export type NewRow<T extends keyof Database> = Insertable<Database[T]>;

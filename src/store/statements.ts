@@ -1,5 +1,5 @@
 import { CompiledQuery, type Compilable, type Insertable, type Kysely } from "kysely";
-import type { DialectName } from "./database.js";
+import { dialectOf, type DialectName } from "./dialect.js";
 import { compileWithSentinels } from "./prepared.js";
 import type { Database } from "./schema.js";
 
@@ -46,13 +46,12 @@ const inserts: Record<DialectName, Map<string, CompiledInsert>> = { sqlite: new 
  */
 export async function insertRow<T extends keyof Database & string>(
   executor: Kysely<Database>,
-  dialect: DialectName,
   table: T,
   // Insertable holds plain values only (no expressions): each becomes one parameter.
   row: Insertable<Database[T]>,
 ): Promise<void> {
   const values = row as Record<string, unknown>;
-  const cache = inserts[dialect];
+  const cache = inserts[dialectOf(executor)];
   let statement = cache.get(table);
   if (!statement || !hasColumns(values, statement.columns)) {
     const columns = Object.keys(values);
@@ -83,11 +82,11 @@ function hasColumns(row: Record<string, unknown>, columns: readonly string[]): b
 export function transactionQuery<Args extends unknown[], Row>(
   build: (db: Kysely<Database>, ...args: Args) => Compilable<Row>,
   arity: Args["length"],
-): (executor: Kysely<Database>, dialect: DialectName, ...args: Args) => Promise<Row[]> {
+): (executor: Kysely<Database>, ...args: Args) => Promise<Row[]> {
   const compiled: Partial<Record<DialectName, ReturnType<typeof compileWithSentinels<Database, Args, Row>>>> =
     {};
-  return async (executor, dialect, ...args) => {
-    const statement = (compiled[dialect] ??= compileWithSentinels(executor, build, arity));
+  return async (executor, ...args) => {
+    const statement = (compiled[dialectOf(executor)] ??= compileWithSentinels(executor, build, arity));
     const direct = directRunners.get(executor);
     if (direct) return direct(statement.sql, statement.bind(args)) as Row[];
     const result = await executor.executeQuery<Row>(CompiledQuery.raw(statement.sql, statement.bind(args)));

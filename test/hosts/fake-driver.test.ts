@@ -1,4 +1,4 @@
-import { FakeDriver } from "../support/fake-driver.js";
+import { FakeDriver } from "../../src/hosts/fake/driver.js";
 import { driverConformance } from "./conformance.js";
 
 driverConformance(

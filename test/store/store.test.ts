@@ -396,8 +396,7 @@ async function seedDomain(store: Store) {
         identity_id: "tok_x",
         key: "k1",
         request_hash: "h",
-        response_status: 201,
-        response_body: "{}",
+        outcome_json: "{}",
         created_at: t,
         expires_at: t + 86_400,
       })
@@ -440,6 +439,7 @@ describe.each(DIALECTS)("store on %s", (dialect) => {
     expect(await migrationStatus(store.db)).toEqual([
       { name: "0001-initial", executedAt: expect.any(Date) },
       { name: "0002-work-queue", executedAt: expect.any(Date) },
+      { name: "0003-lifecycle", executedAt: expect.any(Date) },
     ]);
     expect(await migrateToLatest(store.db)).toEqual({ applied: [], pending: [] });
   });
@@ -594,13 +594,13 @@ describe.each(DIALECTS)("group commit on %s", (dialect) => {
     const failing = store.groupCommit.run(async (trx) => {
       // Both ways of writing in a unit (Kysely's, and compiled statements run on the connection) roll back.
       await trx.insertInto("settings").values(setting("gc-2")).execute();
-      await insertRow(trx, store.dialect, "settings", setting("gc-2b"));
+      await insertRow(trx, "settings", setting("gc-2b"));
       throw new Error("unit two fails");
     });
     const third = store.groupCommit.run(async (trx) => {
       // Earlier units of the group are visible to later ones.
       const earlier = await trx.selectFrom("settings").select("key").where("key", "=", "gc-1").execute();
-      await insertRow(trx, store.dialect, "settings", setting("gc-3"));
+      await insertRow(trx, "settings", setting("gc-3"));
       return earlier.length;
     });
     const settled = Promise.allSettled([
@@ -657,12 +657,12 @@ describe.each(DIALECTS)("compiled statements on %s", (dialect) => {
 
   it("inserts exactly the columns of each row, whatever their order, and reads inside the transaction", async () => {
     await store.db.transaction().execute(async (trx) => {
-      await insertRow(trx, store.dialect, "settings", { key: "s-1", value: "a", updated_at: 1 });
+      await insertRow(trx, "settings", { key: "s-1", value: "a", updated_at: 1 });
       // Another column order reuses nothing it should not: the values land in their columns.
-      await insertRow(trx, store.dialect, "settings", { updated_at: 2, value: "b", key: "s-2" });
-      await insertRow(trx, store.dialect, "settings", { key: "s-3", value: "c", updated_at: 3 });
+      await insertRow(trx, "settings", { updated_at: 2, value: "b", key: "s-2" });
+      await insertRow(trx, "settings", { key: "s-3", value: "c", updated_at: 3 });
       // The transaction's own writes are visible to its compiled queries.
-      expect(await settingByKey(trx, store.dialect, "s-2")).toEqual([{ key: "s-2", value: "b" }]);
+      expect(await settingByKey(trx, "s-2")).toEqual([{ key: "s-2", value: "b" }]);
     });
     const rows = await store.db
       .selectFrom("settings")
@@ -675,7 +675,7 @@ describe.each(DIALECTS)("compiled statements on %s", (dialect) => {
       { key: "s-2", value: "b", updated_at: 2 },
       { key: "s-3", value: "c", updated_at: 3 },
     ]);
-    expect(await settingByKey(store.db, store.dialect, "s-missing")).toEqual([]);
+    expect(await settingByKey(store.db, "s-missing")).toEqual([]);
   });
 });
 

@@ -1,10 +1,18 @@
 import { createHash } from "node:crypto";
-import { acceptBuild, previewBuild, ReservationFailed, type AcceptedBuild } from "../../builds/accept.js";
+import {
+  acceptBuild,
+  acceptedEarlier,
+  BUILD_TASK_NAME,
+  IdempotencyKeyReused,
+  previewBuild,
+  ReservationFailed,
+  type AcceptedBuild,
+  type IdempotencyKey,
+} from "../../lifecycle/index.js";
 import { ApiError, invalidArgument, missingArgument, type ErrorCode } from "../../errors.js";
 import { randomHostname } from "../../planner/hostnames.js";
 import type { BuildPlan, PlanProblem } from "../../planner/plan.js";
 import type { CatalogSnapshot } from "../../planner/snapshot.js";
-import { isUniqueViolation } from "../../catalog/allocate.js";
 import { planBuild } from "../../planner/planner.js";
 import {
   checkSpec,
@@ -33,7 +41,6 @@ import type { Operation, OperationContext, ResolvedOrganization } from "../opera
 import * as present from "../presenters.js";
 import { checkOwnership, resolveOrganization } from "../resolve.js";
 
-const IDEMPOTENCY_TTL = 24 * 3600;
 const SPEC_MAX_LENGTH = 256 * 1024;
 
 interface LocatedProblem {
@@ -55,22 +62,19 @@ function validationError(problems: LocatedProblem[]): ApiError {
   });
 }
 
-interface Outcome {
-  accepted: AcceptedBuild;
-  annotations: KeyValue[];
-}
-
-function created(outcome: Outcome): { status: number; body: unknown } {
-  const state = { id: outcome.accepted.buildId, state: "pending" };
+/** The answer to an accepted build, new or replayed: the same body either way. */
+function created(accepted: AcceptedBuild, replayed: boolean) {
+  const state = { id: accepted.buildId, state: "pending" };
   return {
     status: 201,
     body: {
-      task: { id: outcome.accepted.taskId, name: "Build virtual machine", status: "pending" },
+      task: { id: accepted.taskId, name: BUILD_TASK_NAME, status: "pending" },
       build: state,
       virtual_machine_build: state,
-      hostname: outcome.accepted.hostname,
-      annotations: outcome.annotations,
+      hostname: accepted.hostname,
+      annotations: accepted.annotations,
     },
+    ...(replayed ? { headers: { "idempotent-replayed": "true" } } : {}),
   };
 }
 
@@ -96,41 +100,24 @@ function sortKeys(value: unknown): unknown {
   return value;
 }
 
-function idempotencyKey(context: OperationContext): string | undefined {
+/** The request's Idempotency-Key, if it has one, with what identifies the request. */
+function idempotencyKey(context: OperationContext, organizationId: string): IdempotencyKey | undefined {
   const header = context.request.headers["idempotency-key"];
   if (header === undefined) return undefined;
   const key = Array.isArray(header) ? header[0]! : header;
   if (key.length === 0 || key.length > 255 || !/^[\x21-\x7e]+$/.test(key)) {
     throw invalidArgument(["Idempotency-Key"], "validation_errors", ["1 to 255 printable ASCII characters"]);
   }
-  return key;
+  return { identityId: context.identity.id, key, requestHash: requestHash(context, organizationId) };
 }
 
-/** A stored response for this key, replayed; or a 422 when the key came with another request. */
-async function replay(context: OperationContext, key: string, hash: string) {
-  const { db } = context.services;
-  const row = await db
-    .selectFrom("idempotency_keys")
-    .selectAll()
-    .where("identity_id", "=", context.identity.id)
-    .where("key", "=", key)
-    .executeTakeFirst();
-  if (!row) return undefined;
-  if (row.expires_at <= Math.floor(Date.now() / 1000)) {
-    // An expired key is free again: forget the old answer so the new request can record its own.
-    await db
-      .deleteFrom("idempotency_keys")
-      .where("identity_id", "=", row.identity_id)
-      .where("key", "=", key)
-      .execute();
-    return undefined;
-  }
-  if (row.request_hash !== hash) throw new ApiError("idempotency_key_reused", { key });
-  return {
-    status: row.response_status,
-    body: JSON.parse(row.response_body) as unknown,
-    headers: { "idempotent-replayed": "true" },
-  };
+/** Lifecycle refusals that are the client's to fix, in the API's words. */
+function idempotent<T>(work: () => Promise<T>): Promise<T> {
+  return work().catch((error: unknown) => {
+    if (error instanceof IdempotencyKeyReused)
+      throw new ApiError("idempotency_key_reused", { key: error.key });
+    throw error;
+  });
 }
 
 /** The shared path of both build endpoints: plan against the catalog, reserve, record. */
@@ -143,11 +130,10 @@ async function buildFromModel(
   annotations: KeyValue[],
   notFoundAs404: boolean,
 ) {
-  const key = idempotencyKey(context);
-  const hash = key ? requestHash(context, org.id) : "";
+  const key = idempotencyKey(context, org.id);
   if (key) {
-    const previous = await replay(context, key, hash);
-    if (previous) return previous;
+    const earlier = await idempotent(() => acceptedEarlier(context.services.db, key));
+    if (earlier) return created(earlier, true);
   }
   const snapshot = await context.services.snapshots.load(org, spec);
   const planned = planBuild(spec, snapshot, randomHostname);
@@ -156,39 +142,26 @@ async function buildFromModel(
     throw validationError(located(planned.problems, sources));
   }
   try {
-    const accepted = await acceptBuild(
-      context.services.groupCommit,
-      context.services.dialect,
-      {
-        organizationId: org.id,
-        plan: planned.plan,
-        renderSpecXml: (hostname) => writeXml({ ...planned.normalized, hostname }, { style: "server" }),
-        submittedSpec,
-        annotations,
-        fqdnSuffix: org.infrastructure_domain,
-        ...(key
-          ? {
-              idempotency: {
-                identityId: context.identity.id,
-                key,
-                requestHash: hash,
-                ttlSeconds: IDEMPOTENCY_TTL,
-                respond: (result: AcceptedBuild) => created({ accepted: result, annotations }),
-              },
-            }
-          : {}),
-      },
-      randomHostname,
+    const { build, replayed } = await idempotent(() =>
+      acceptBuild(
+        context.services.groupCommit,
+        context.services.db,
+        {
+          organizationId: org.id,
+          plan: planned.plan,
+          renderSpecXml: (hostname) => writeXml({ ...planned.normalized, hostname }, { style: "server" }),
+          submittedSpec,
+          annotations,
+          fqdnSuffix: org.infrastructure_domain,
+          ...(key ? { idempotency: key } : {}),
+        },
+        randomHostname,
+      ),
     );
     context.services.notifyWork?.();
-    return created({ accepted, annotations });
+    return created(build, replayed);
   } catch (error) {
     if (error instanceof ReservationFailed) throw validationError(located(error.problems, sources));
-    // Two requests with one idempotency key raced; the loser replays the winner's answer.
-    if (key && isUniqueViolation(error)) {
-      const previous = await replay(context, key, hash);
-      if (previous) return previous;
-    }
     throw error;
   }
 }
@@ -345,7 +318,6 @@ export const buildOperations: Operation[] = [
       try {
         const accepted = await previewBuild(
           context.services.db,
-          context.services.dialect,
           {
             organizationId: org.id,
             plan: planned.plan,

@@ -136,7 +136,7 @@ export const resourceOperations: Operation[] = [
     access: "write",
     bucket: "write",
     async handle(context) {
-      const { db, dialect, baseDomain } = context.services;
+      const { db, baseDomain } = context.services;
       const org = await resolveOrganization(context);
       const networkLookup = requireLookup(context.args, "network", ["id", "permalink"] as const);
       const network = await db
@@ -157,7 +157,7 @@ export const resourceOperations: Operation[] = [
       if (vip && !label) throw new ApiError("validation_error", { errors: ["Label can't be blank"] });
       try {
         const ip = await db.transaction().execute(async (trx) => {
-          const row = await allocateAddress(trx, dialect, {
+          const row = await allocateAddress(trx, {
             networkId: network.id,
             version: version === "ipv4" ? 4 : 6,
             subnetId: null,

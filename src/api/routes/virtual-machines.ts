@@ -1,5 +1,6 @@
 import { ApiError } from "../../errors.js";
-import { newId, type TaskAction, type VirtualMachinesTable } from "../../store/index.js";
+import { ActionRefused, deleteVirtualMachine, queueAction } from "../../lifecycle/index.js";
+import type { TaskAction, VirtualMachinesTable } from "../../store/index.js";
 import { pagination, paginationObject, requireLookup } from "../arguments.js";
 import type { Operation, OperationContext } from "../operation.js";
 import * as present from "../presenters.js";
@@ -9,14 +10,6 @@ import { annotationsOf, virtualMachineView } from "../views.js";
 /** Power actions, deletion, and what a VM holds: the operations the build engine carries out. */
 
 const TRASH_SECONDS = 48 * 3600;
-
-export const TASK_NAMES: Record<TaskAction, string> = {
-  start: "Start virtual machine",
-  stop: "Stop virtual machine",
-  shutdown: "Shutdown virtual machine",
-  reset: "Reset virtual machine",
-  delete: "Delete virtual machine",
-};
 
 /** The VM a request names, if the identity may act on it; a deleted one answers `object_in_trash`. */
 async function findVirtualMachine(context: OperationContext): Promise<VirtualMachinesTable> {
@@ -55,41 +48,16 @@ async function findVirtualMachine(context: OperationContext): Promise<VirtualMac
   return vm;
 }
 
-/** Actions need a VM that has been built; while its build runs there is nothing to act on yet. */
-async function requireBuilt(context: OperationContext, vm: VirtualMachinesTable): Promise<void> {
-  const build = await context.services.db
-    .selectFrom("builds")
-    .select("state")
-    .where("virtual_machine_id", "=", vm.id)
-    .orderBy("created_at", "desc")
-    .executeTakeFirst();
-  if (build && build.state !== "complete") {
-    throw new ApiError("task_queueing_error", {
-      details: `the virtual machine's build is ${build.state}; try again when it is complete`,
-    });
+/** Runs a lifecycle call that queues a task; a VM that cannot take it answers `task_queueing_error`. */
+async function queueing<T>(context: OperationContext, queue: () => Promise<T>): Promise<T> {
+  try {
+    const queued = await queue();
+    context.services.notifyWork?.();
+    return queued;
+  } catch (error) {
+    if (error instanceof ActionRefused) throw new ApiError("task_queueing_error", { details: error.message });
+    throw error;
   }
-}
-
-async function queueTask(context: OperationContext, vm: VirtualMachinesTable, action: TaskAction) {
-  const task = {
-    id: newId("task"),
-    organization_id: vm.organization_id,
-    name: TASK_NAMES[action],
-    status: "pending" as const,
-    action,
-    progress: 0,
-    object_type: "VirtualMachine",
-    object_id: vm.id,
-    error: null,
-    created_at: context.services.now(),
-    started_at: null,
-    finished_at: null,
-    lease_owner: null,
-    lease_expires_at: null,
-  };
-  await context.services.db.insertInto("tasks").values(task).execute();
-  context.services.notifyWork?.();
-  return task;
 }
 
 function powerAction(action: Exclude<TaskAction, "delete">): Operation {
@@ -102,8 +70,7 @@ function powerAction(action: Exclude<TaskAction, "delete">): Operation {
     bucket: "write",
     async handle(context) {
       const vm = await findVirtualMachine(context);
-      await requireBuilt(context, vm);
-      const task = await queueTask(context, vm, action);
+      const task = await queueing(context, () => queueAction(context.services.db, vm.id, action));
       return { body: { task: present.taskSummary(task) } };
     },
   };
@@ -142,22 +109,10 @@ export const virtualMachineOperations: Operation[] = [
     async handle(context) {
       const { db, baseDomain } = context.services;
       const vm = await findVirtualMachine(context);
-      await requireBuilt(context, vm);
-      const view = await virtualMachineView(db, vm, baseDomain);
-      const t = context.services.now();
-      const trash = {
-        id: newId("trashObject"),
-        object_type: "VirtualMachine",
-        object_id: vm.id,
-        organization_id: vm.organization_id,
-        keep_until: t + TRASH_SECONDS,
-        created_at: t,
-      };
-      await db.transaction().execute(async (trx) => {
-        await trx.updateTable("virtual_machines").set({ deleted_at: t }).where("id", "=", vm.id).execute();
-        await trx.insertInto("trash_objects").values(trash).execute();
-      });
-      await queueTask(context, vm, "delete");
+      const { vm: deleted, trash } = await queueing(context, () =>
+        deleteVirtualMachine(db, vm.id, context.services.now() + TRASH_SECONDS),
+      );
+      const view = await virtualMachineView(db, deleted, baseDomain);
       return {
         body: {
           trash_object: {

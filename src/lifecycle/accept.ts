@@ -1,18 +1,21 @@
 import { randomBytes } from "node:crypto";
 import type { Kysely, Transaction } from "kysely";
-import { AddressesExhausted, allocateAddress } from "../catalog/allocate.js";
+import { AddressesExhausted, allocateAddress, isUniqueViolation } from "../catalog/allocate.js";
 import type { HostnameGenerator } from "../planner/hostnames.js";
-import type { BuildPlan, PlanProblem } from "../planner/plan.js";
+import type { BuildPlan, KeyValue, PlanProblem } from "../planner/plan.js";
 import {
   insertRow,
+  isObject,
+  jsonColumn,
   newId,
   randomByte,
   transactionQuery,
   type Database,
-  type DialectName,
   type GroupCommit,
   type IpAddressesTable,
 } from "../store/index.js";
+import { recordedOutcome, recordOutcome, type IdempotencyKey } from "./idempotency.js";
+import { planColumn, type ReservedAddress, type StoredPlan } from "./stored-plan.js";
 
 /** The build's task name, as the real API names it. */
 export const BUILD_TASK_NAME = "Build virtual machine";
@@ -23,16 +26,10 @@ export interface Acceptance {
   /** Normalised spec XML, before the hostname is final (it is re-rendered if a generated one changes). */
   renderSpecXml: (hostname: string) => string;
   submittedSpec: string;
-  annotations: { key: string; value: string }[];
+  annotations: KeyValue[];
   fqdnSuffix: string;
-  /** Idempotency: remember the response under this key for the identity. */
-  idempotency?: {
-    identityId: string;
-    key: string;
-    requestHash: string;
-    ttlSeconds: number;
-    respond: (result: AcceptedBuild) => { status: number; body: unknown };
-  };
+  /** Record the outcome under this key, so a retry of the request gets it again. */
+  idempotency?: IdempotencyKey;
 }
 
 export interface AcceptedBuild {
@@ -40,16 +37,21 @@ export interface AcceptedBuild {
   taskId: string;
   virtualMachineId: string;
   hostname: string;
-  /** Addresses reserved, interface by interface (0-based position), in the order of the spec. */
-  addresses: {
-    interface: number;
-    id: string;
-    address: string;
-    version: 4 | 6;
-    networkId: string;
-    kind: "new" | "existing";
-  }[];
+  /** Addresses reserved, interface by interface, in the order of the spec. */
+  addresses: ReservedAddress[];
+  annotations: KeyValue[];
 }
+
+/** `idempotency_keys.outcome_json` of a build request. */
+export const acceptedBuildColumn = jsonColumn<AcceptedBuild>(
+  "idempotency_keys.outcome_json",
+  (value): value is AcceptedBuild =>
+    isObject(value) &&
+    typeof value.buildId === "string" &&
+    typeof value.taskId === "string" &&
+    typeof value.hostname === "string" &&
+    Array.isArray(value.annotations),
+);
 
 /** A plan that cannot be reserved (address pool empty, hostname taken, address taken meanwhile). */
 export class ReservationFailed extends Error {
@@ -73,10 +75,10 @@ const interfaceWithMac = transactionQuery(
 );
 
 /** A MAC no interface has yet: collisions are rare (40 bits) but must not fail a build. */
-async function freshMacAddress(trx: Transaction<Database>, dialect: DialectName): Promise<string> {
+async function freshMacAddress(trx: Transaction<Database>): Promise<string> {
   for (;;) {
     const mac = macAddress();
-    if ((await interfaceWithMac(trx, dialect, mac)).length === 0) return mac;
+    if ((await interfaceWithMac(trx, mac)).length === 0) return mac;
   }
 }
 
@@ -103,27 +105,46 @@ const tagNamed = transactionQuery(
  * (`pending`) and its task (`pending`), annotations and the idempotency key. Either all
  * of it is written or none of it; it is committed with the other builds of the same
  * turn (group commit), and the promise settles only once that commit is done.
+ *
+ * With an idempotency key, a request that raced another with the same key (both
+ * checked before either committed) gets the outcome the other recorded.
  */
-export function acceptBuild(
+export async function acceptBuild(
   commits: GroupCommit,
-  dialect: DialectName,
+  db: Kysely<Database>,
   acceptance: Acceptance,
   generateHostname: HostnameGenerator,
-): Promise<AcceptedBuild> {
-  return commits.run((trx) => reserve(trx, dialect, acceptance, generateHostname));
+): Promise<{ build: AcceptedBuild; replayed: boolean }> {
+  try {
+    return { build: await commits.run((trx) => reserve(trx, acceptance, generateHostname)), replayed: false };
+  } catch (error) {
+    const key = acceptance.idempotency;
+    if (key && isUniqueViolation(error)) {
+      const recorded = await recordedOutcome(db, acceptedBuildColumn, key);
+      if (recorded) return { build: recorded, replayed: true };
+    }
+    throw error;
+  }
+}
+
+/** The build an earlier request with this key accepted, if any (IdempotencyKeyReused for another request). */
+export function acceptedEarlier(
+  db: Kysely<Database>,
+  key: IdempotencyKey,
+): Promise<AcceptedBuild | undefined> {
+  return recordedOutcome(db, acceptedBuildColumn, key);
 }
 
 /** What acceptBuild would reserve now (addresses, hostname), in a transaction that is rolled back. */
 export async function previewBuild(
   db: Kysely<Database>,
-  dialect: DialectName,
   acceptance: Acceptance,
   generateHostname: HostnameGenerator,
 ): Promise<AcceptedBuild> {
   let result: AcceptedBuild | undefined;
   try {
     await db.transaction().execute(async (trx) => {
-      result = await reserve(trx, dialect, acceptance, generateHostname);
+      result = await reserve(trx, acceptance, generateHostname);
       throw new DryRunRollback();
     });
   } catch (error) {
@@ -136,7 +157,6 @@ class DryRunRollback extends Error {}
 
 async function reserve(
   trx: Transaction<Database>,
-  dialect: DialectName,
   acceptance: Acceptance,
   generateHostname: HostnameGenerator,
 ): Promise<AcceptedBuild> {
@@ -147,7 +167,7 @@ async function reserve(
   // Hostname: unique among the organization's live VMs. A generated one is drawn again.
   let hostname = plan.hostname;
   for (let attempt = 0; ; attempt++) {
-    const [taken] = await liveVirtualMachineNamed(trx, dialect, plan.organizationId, hostname);
+    const [taken] = await liveVirtualMachineNamed(trx, plan.organizationId, hostname);
     if (!taken) break;
     if (!plan.hostnameGenerated) {
       throw new ReservationFailed([
@@ -166,7 +186,7 @@ async function reserve(
   const vmId = newId("virtualMachine");
   const buildId = newId("build");
   const taskId = newId("task");
-  await insertRow(trx, dialect, "virtual_machines", {
+  await insertRow(trx, "virtual_machines", {
     id: vmId,
     organization_id: plan.organizationId,
     name: plan.hostnameGenerated && plan.name === plan.hostname ? hostname : plan.name,
@@ -175,29 +195,26 @@ async function reserve(
     description: plan.description,
     state: "stopped",
     zone_id: plan.zoneId,
-    host_id: null,
     package_id: plan.packageId,
     group_id: plan.groupId,
     iso_id: plan.isoId,
     disk_template_version_id: plan.template.versionId,
     memory_in_gb: plan.memoryInGb,
     cpu_cores: plan.cpuCores,
-    initial_root_password: null,
     created_at: now,
-    deleted_at: null,
   });
 
   // Interfaces and their addresses.
-  const addresses: AcceptedBuild["addresses"] = [];
+  const addresses: ReservedAddress[] = [];
   for (const [position, nic] of plan.interfaces.entries()) {
-    await insertRow(trx, dialect, "network_interfaces", {
+    await insertRow(trx, "network_interfaces", {
       id: newId("networkInterface"),
       virtual_machine_id: vmId,
       position: position + 1,
       network_id: nic.networkId,
       virtual_network_id: nic.virtualNetworkId,
       speed_profile_id: nic.speedProfileId,
-      mac_address: await freshMacAddress(trx, dialect),
+      mac_address: await freshMacAddress(trx),
       created_at: now,
     });
     for (const [index, allocation] of nic.allocations.entries()) {
@@ -205,7 +222,7 @@ async function reserve(
       let row: IpAddressesTable | undefined;
       if (allocation.kind === "new") {
         try {
-          row = await allocateAddress(trx, dialect, {
+          row = await allocateAddress(trx, {
             networkId: nic.networkId!,
             version: allocation.version,
             subnetId: allocation.subnetId,
@@ -260,7 +277,7 @@ async function reserve(
   // Disks: the system disk and data disks are created by the build; shared disks are attached now.
   for (const [index, disk] of plan.disks.entries()) {
     const diskId = newId("disk");
-    await insertRow(trx, dialect, "disks", {
+    await insertRow(trx, "disks", {
       id: diskId,
       organization_id: plan.organizationId,
       data_center_id: plan.dataCenterId,
@@ -272,15 +289,12 @@ async function reserve(
       virtual_machine_id: vmId,
       position: index + 1,
       shared: 0,
-      host_id: null,
-      path: null,
       state: "pending",
       created_at: now,
     });
     for (const policy of disk.backupPolicies) {
-      await insertRow(trx, dialect, "disk_backup_policies", {
+      await insertRow(trx, "disk_backup_policies", {
         id: newId("backupPolicy"),
-        virtual_machine_id: null,
         disk_id: diskId,
         retention: policy.retention,
         schedule_interval: policy.interval,
@@ -307,10 +321,9 @@ async function reserve(
   }
   if (problems.length > 0) throw new ReservationFailed(problems);
   for (const policy of plan.backupPolicies) {
-    await insertRow(trx, dialect, "disk_backup_policies", {
+    await insertRow(trx, "disk_backup_policies", {
       id: newId("backupPolicy"),
       virtual_machine_id: vmId,
-      disk_id: null,
       retention: policy.retention,
       schedule_interval: policy.interval,
       schedule_frequency: policy.frequency,
@@ -321,10 +334,10 @@ async function reserve(
 
   // Tags, created on first use.
   for (const [index, name] of plan.tags.entries()) {
-    let [tag] = await tagNamed(trx, dialect, plan.organizationId, name);
+    let [tag] = await tagNamed(trx, plan.organizationId, name);
     if (!tag) {
       tag = { id: newId("tag") };
-      await insertRow(trx, dialect, "tags", {
+      await insertRow(trx, "tags", {
         id: tag.id,
         organization_id: plan.organizationId,
         name,
@@ -332,14 +345,14 @@ async function reserve(
         created_at: now,
       });
     }
-    await insertRow(trx, dialect, "virtual_machine_tags", {
+    await insertRow(trx, "virtual_machine_tags", {
       virtual_machine_id: vmId,
       tag_id: tag.id,
       position: index + 1,
     });
   }
 
-  await insertRow(trx, dialect, "tasks", {
+  await insertRow(trx, "tasks", {
     id: taskId,
     organization_id: plan.organizationId,
     name: BUILD_TASK_NAME,
@@ -347,13 +360,10 @@ async function reserve(
     progress: 0,
     object_type: "VirtualMachineBuild",
     object_id: buildId,
-    error: null,
     created_at: now,
-    started_at: null,
-    finished_at: null,
   });
-  const finalPlan: BuildPlan = { ...plan, hostname };
-  await insertRow(trx, dialect, "builds", {
+  const storedPlan: StoredPlan = { ...plan, hostname, addresses };
+  await insertRow(trx, "builds", {
     id: buildId,
     organization_id: plan.organizationId,
     virtual_machine_id: vmId,
@@ -361,17 +371,14 @@ async function reserve(
     state: "pending",
     submitted_spec: acceptance.submittedSpec,
     spec_xml: acceptance.renderSpecXml(hostname),
-    plan_json: JSON.stringify({ ...finalPlan, addresses }),
-    failure_reason: null,
-    lease_owner: null,
-    lease_expires_at: null,
+    plan_json: planColumn.encode(storedPlan),
     attempts: 0,
     created_at: now,
     updated_at: now,
   });
   for (const [index, annotation] of acceptance.annotations.entries()) {
     for (const objectType of ["VirtualMachineBuild", "VirtualMachine"]) {
-      await insertRow(trx, dialect, "annotations", {
+      await insertRow(trx, "annotations", {
         object_type: objectType,
         object_id: objectType === "VirtualMachine" ? vmId : buildId,
         position: index + 1,
@@ -380,19 +387,14 @@ async function reserve(
       });
     }
   }
-  const result: AcceptedBuild = { buildId, taskId, virtualMachineId: vmId, hostname, addresses };
-  if (acceptance.idempotency) {
-    const { identityId, key, requestHash, ttlSeconds, respond } = acceptance.idempotency;
-    const response = respond(result);
-    await insertRow(trx, dialect, "idempotency_keys", {
-      identity_id: identityId,
-      key,
-      request_hash: requestHash,
-      response_status: response.status,
-      response_body: JSON.stringify(response.body),
-      created_at: now,
-      expires_at: now + ttlSeconds,
-    });
-  }
+  const result: AcceptedBuild = {
+    buildId,
+    taskId,
+    virtualMachineId: vmId,
+    hostname,
+    addresses,
+    annotations: acceptance.annotations,
+  };
+  if (acceptance.idempotency) await recordOutcome(trx, acceptedBuildColumn, acceptance.idempotency, result);
   return result;
 }

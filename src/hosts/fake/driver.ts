@@ -1,0 +1,165 @@
+/**
+ * An in-memory host driver: VMs are records, boots are timers. The engine's tests and
+ * the fleet simulation run on it (`driver: fake` in the catalog); the product's hosts
+ * use the QEMU driver. It passes the same conformance suite (test/hosts/conformance.ts).
+ *
+ * It keeps its own log of every call that acts on a VM, with when it began and ended,
+ * so tests can check from the host's side what the engine asked of it (for instance
+ * that no VM ever had two actions in progress at once).
+ */
+import { HostError, type HostDriver, type PowerState, type VmDefinition } from "../driver.js";
+
+interface FakeVm {
+  definition: VmDefinition;
+  running: boolean;
+  console: string;
+  boots: number;
+}
+
+export interface FakeCall {
+  operation: "create" | "start" | "stop" | "shutdown" | "reset" | "destroy";
+  vmId: string;
+  startedAt: number;
+  endedAt: number | undefined;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class FakeDriver implements HostDriver {
+  readonly vms = new Map<string, FakeVm>();
+  /** `operation vmId`, in the order the calls arrived. */
+  readonly calls: string[] = [];
+  /** Every call with its span. */
+  readonly log: FakeCall[] = [];
+  /** Calls that began while another call on the same VM was still in progress. */
+  readonly overlaps: [FakeCall, FakeCall][] = [];
+  /** Make the next operation of this kind fail (for failure paths). */
+  failNext: Partial<Record<"create" | "start" | "ready", string>> = {};
+  /** How long a boot takes (ms). */
+  bootMs = 20;
+  /** How long each power operation takes (ms): long enough that overlapping calls would show. */
+  operationMs = 0;
+  private readonly inProgress = new Map<string, FakeCall>();
+
+  constructor(readonly name = "fake") {}
+
+  async prepare(): Promise<void> {}
+
+  private vm(id: string): FakeVm {
+    const vm = this.vms.get(id);
+    if (!vm) throw new HostError(`VM ${id} does not exist on host ${this.name}`);
+    return vm;
+  }
+
+  /** Runs one call on a VM, logging its span. */
+  private async act<T>(operation: FakeCall["operation"], vmId: string, body: () => T): Promise<T> {
+    const call: FakeCall = { operation, vmId, startedAt: performance.now(), endedAt: undefined };
+    this.calls.push(`${operation} ${vmId}`);
+    this.log.push(call);
+    const other = this.inProgress.get(vmId);
+    if (other) this.overlaps.push([other, call]);
+    this.inProgress.set(vmId, call);
+    try {
+      if (this.operationMs > 0) await sleep(this.operationMs);
+      return body();
+    } finally {
+      call.endedAt = performance.now();
+      if (this.inProgress.get(vmId) === call) this.inProgress.delete(vmId);
+    }
+  }
+
+  private failing(kind: "create" | "start"): void {
+    const reason = this.failNext[kind];
+    if (reason === undefined) return;
+    delete this.failNext[kind];
+    throw new HostError(reason);
+  }
+
+  create(definition: VmDefinition): Promise<void> {
+    return this.act("create", definition.id, () => {
+      this.failing("create");
+      this.vms.set(definition.id, { definition, running: false, console: "", boots: 0 });
+    });
+  }
+
+  start(id: string): Promise<void> {
+    return this.act("start", id, () => {
+      const vm = this.vm(id);
+      this.failing("start");
+      if (vm.running) return;
+      vm.running = true;
+      this.boot(vm);
+    });
+  }
+
+  private boot(vm: FakeVm): void {
+    vm.boots++;
+    const refuses = vm.definition.options.some((o) => o.key === "fail_boot" && o.value === "true");
+    const failure = this.failNext.ready ?? (refuses ? "template option fail_boot=true" : undefined);
+    delete this.failNext.ready;
+    setTimeout(() => {
+      vm.console += failure
+        ? `TREBUCHET-FAILED ${failure}\n`
+        : `boot ${vm.boots}\nTREBUCHET-READY ${vm.definition.id}\n`;
+      if (failure) vm.running = false;
+    }, this.bootMs);
+  }
+
+  async waitReady(id: string, since: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const text = this.vm(id).console.slice(since);
+      if (text.includes(`TREBUCHET-READY ${id}`)) return;
+      const failed = /TREBUCHET-FAILED (.*)/.exec(text);
+      if (failed) throw new HostError(`the guest reported: ${failed[1]}`);
+      if (Date.now() > deadline) throw new HostError("the guest was not ready in time");
+      await sleep(5);
+    }
+  }
+
+  stop(id: string): Promise<void> {
+    return this.act("stop", id, () => {
+      const vm = this.vms.get(id);
+      if (vm) vm.running = false;
+    });
+  }
+
+  shutdown(id: string): Promise<boolean> {
+    return this.act("shutdown", id, () => {
+      const vm = this.vms.get(id);
+      if (vm) vm.running = false;
+      return true;
+    });
+  }
+
+  reset(id: string): Promise<void> {
+    return this.act("reset", id, () => {
+      const vm = this.vm(id);
+      if (!vm.running) throw new HostError(`VM ${id} is not running`);
+      this.boot(vm);
+    });
+  }
+
+  destroy(id: string): Promise<void> {
+    return this.act("destroy", id, () => {
+      this.vms.delete(id);
+    });
+  }
+
+  async state(id: string): Promise<PowerState> {
+    const vm = this.vms.get(id);
+    return !vm ? "missing" : vm.running ? "running" : "stopped";
+  }
+
+  async list(): Promise<string[]> {
+    return [...this.vms.keys()];
+  }
+
+  async console(id: string): Promise<string> {
+    return this.vm(id).console;
+  }
+
+  async consoleSize(id: string): Promise<number> {
+    return this.vms.get(id)?.console.length ?? 0;
+  }
+}

@@ -1,0 +1,13 @@
+/**
+ * The lifecycle layer: the only code that changes the state of builds, tasks, VMs and
+ * what they hold. The API accepts and queues through it; workers claim and report
+ * through it; the state machines it obeys are pure (states.ts).
+ */
+export * from "./accept.js";
+export * from "./builds.js";
+export * from "./idempotency.js";
+export * from "./leases.js";
+export * from "./states.js";
+export * from "./stored-plan.js";
+export * from "./tasks.js";
+export { recordObservedState } from "./vms.js";

@@ -1,0 +1,93 @@
+import type { Kysely } from "kysely";
+import type { Database, Row } from "../store/index.js";
+
+/**
+ * First-fit placement: a host has room for a VM when the memory and disk of its live
+ * VMs plus the new one's fit its capacity. Read inside the claim's transaction, so
+ * concurrent claims count each other's VMs.
+ */
+
+export interface Needs {
+  vmId: string;
+  memory: number;
+  disk: number;
+}
+
+export async function needsOf(db: Kysely<Database>, buildId: string): Promise<Needs> {
+  const row = await db
+    .selectFrom("builds")
+    .innerJoin("virtual_machines", "virtual_machines.id", "builds.virtual_machine_id")
+    .select(["virtual_machines.id", "virtual_machines.memory_in_gb"])
+    .where("builds.id", "=", buildId)
+    .executeTakeFirstOrThrow();
+  const disk = await db
+    .selectFrom("disks")
+    .select((eb) => eb.fn.sum<number>("size_in_gb").as("total"))
+    .where("virtual_machine_id", "=", row.id)
+    .where("shared", "=", 0)
+    .executeTakeFirst();
+  return { vmId: row.id, memory: row.memory_in_gb, disk: Number(disk?.total ?? 0) };
+}
+
+export async function usageOf(
+  db: Kysely<Database>,
+  hostId: string,
+  exceptVm: string,
+): Promise<{ memory: number; disk: number }> {
+  const vms = await db
+    .selectFrom("virtual_machines")
+    .select((eb) => [eb.fn.sum<number>("memory_in_gb").as("memory")])
+    .where("host_id", "=", hostId)
+    .where("deleted_at", "is", null)
+    .where("state", "!=", "failed")
+    .where("id", "!=", exceptVm)
+    .executeTakeFirst();
+  const disks = await db
+    .selectFrom("disks")
+    .innerJoin("virtual_machines", "virtual_machines.id", "disks.virtual_machine_id")
+    .select((eb) => eb.fn.sum<number>("disks.size_in_gb").as("disk"))
+    .where("virtual_machines.host_id", "=", hostId)
+    .where("virtual_machines.deleted_at", "is", null)
+    .where("disks.state", "!=", "deleted")
+    .where("disks.shared", "=", 0)
+    .where("virtual_machines.id", "!=", exceptVm)
+    .executeTakeFirst();
+  return { memory: Number(vms?.memory ?? 0), disk: Number(disks?.disk ?? 0) };
+}
+
+export async function hasRoom(db: Kysely<Database>, host: Row<"hosts">, needs: Needs): Promise<boolean> {
+  const used = await usageOf(db, host.id, needs.vmId);
+  return used.memory + needs.memory <= host.memory_in_gb && used.disk + needs.disk <= host.disk_in_gb;
+}
+
+/** Another active host of the data center with room, if any. */
+export async function anotherHostHasRoom(
+  db: Kysely<Database>,
+  host: Row<"hosts">,
+  needs: Needs,
+): Promise<boolean> {
+  const hosts = await db
+    .selectFrom("hosts")
+    .selectAll()
+    .where("data_center_id", "=", host.data_center_id)
+    .where("state", "=", "active")
+    .where("id", "!=", host.id)
+    .execute();
+  for (const other of hosts) if (await hasRoom(db, other, needs)) return true;
+  return false;
+}
+
+/** Why no host of the data center can take the VM, for the build's failure reason. */
+export async function unplaceableReason(
+  db: Kysely<Database>,
+  host: Row<"hosts">,
+  needs: Needs,
+): Promise<string> {
+  const used = await usageOf(db, host.id, needs.vmId);
+  const dc = await db
+    .selectFrom("data_centers")
+    .select("permalink")
+    .where("id", "=", host.data_center_id)
+    .executeTakeFirstOrThrow();
+  return `no hypervisor host in data center ${dc.permalink} has room for ${needs.memory} GB of memory and ${needs.disk} GB of disk (host ${host.name}: ${used.memory} of ${host.memory_in_gb} GB memory and ${used.disk} of ${host.disk_in_gb} GB disk in use)`;
+}

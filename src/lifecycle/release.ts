@@ -1,0 +1,47 @@
+import type { Kysely } from "kysely";
+import type { Database } from "../store/index.js";
+import { planColumn } from "./stored-plan.js";
+
+/**
+ * Gives back what a VM held, in the transaction given: addresses it was given as new
+ * return to the pool, addresses the organization owned before stay with it
+ * (unallocated), its own disks are marked deleted, shared disks are detached. Idempotent.
+ */
+export async function releaseVm(trx: Kysely<Database>, vmId: string): Promise<void> {
+  const build = await trx
+    .selectFrom("builds")
+    .select("plan_json")
+    .where("virtual_machine_id", "=", vmId)
+    .orderBy("created_at", "desc")
+    .executeTakeFirst();
+  const addresses = build ? planColumn.decode(build.plan_json).addresses : [];
+  const kept = addresses.filter((a) => a.kind === "existing").map((a) => a.id);
+  const held = await trx
+    .selectFrom("ip_addresses")
+    .select("id")
+    .where("allocation_type", "=", "VirtualMachine")
+    .where("allocation_id", "=", vmId)
+    .execute();
+  const returned = held.map((r) => r.id).filter((id) => !kept.includes(id));
+  if (returned.length > 0) await trx.deleteFrom("ip_addresses").where("id", "in", returned).execute();
+  if (kept.length > 0) {
+    await trx
+      .updateTable("ip_addresses")
+      .set({ allocation_type: null, allocation_id: null, reverse_dns: null })
+      .where("id", "in", kept)
+      .where("allocation_id", "=", vmId)
+      .execute();
+  }
+  await trx
+    .updateTable("disks")
+    .set({ state: "deleted" })
+    .where("virtual_machine_id", "=", vmId)
+    .where("shared", "=", 0)
+    .execute();
+  await trx
+    .updateTable("disks")
+    .set({ virtual_machine_id: null, position: null, state: "ready" })
+    .where("virtual_machine_id", "=", vmId)
+    .where("shared", "=", 1)
+    .execute();
+}

@@ -1,0 +1,126 @@
+/**
+ * The state machines of builds, tasks and virtual machines: pure functions over typed
+ * states, no I/O. Every write in `lifecycle/` that moves a state asks these first and
+ * makes its update conditional on the state it started from, so a transition the
+ * machine does not allow can never be written.
+ */
+import type { PowerState } from "../hosts/driver.js";
+import type { BuildState, TaskAction, TaskStatus, VirtualMachineState } from "../store/index.js";
+
+// ---- builds ----
+
+export type BuildEvent =
+  /** A worker takes the build (or takes it over after its worker's lease ran out). */
+  "claim" | "complete" | "fail";
+
+const BUILD_TRANSITIONS: Record<BuildState, Partial<Record<BuildEvent, BuildState>>> = {
+  draft: {},
+  pending: { claim: "building", fail: "failed" },
+  building: { claim: "building", complete: "complete", fail: "failed" },
+  complete: {},
+  failed: {},
+};
+
+/** The build's next state, or undefined when the event is not allowed in `state`. */
+export function nextBuildState(state: BuildState, event: BuildEvent): BuildState | undefined {
+  return BUILD_TRANSITIONS[state][event];
+}
+
+/** The states a build may be in for `event` to apply (what a conditional update names). */
+export function buildStatesAllowing(event: BuildEvent): BuildState[] {
+  return (Object.keys(BUILD_TRANSITIONS) as BuildState[]).filter((s) => BUILD_TRANSITIONS[s][event]);
+}
+
+// ---- tasks ----
+
+export type TaskEvent =
+  | "claim"
+  | "complete"
+  | "fail"
+  /** A queued action dropped before it ran (its VM was deleted). */
+  | "cancel";
+
+const TASK_TRANSITIONS: Record<TaskStatus, Partial<Record<TaskEvent, TaskStatus>>> = {
+  pending: { claim: "running", cancel: "failed", fail: "failed" },
+  running: { claim: "running", complete: "completed", fail: "failed" },
+  completed: {},
+  failed: {},
+};
+
+export function nextTaskStatus(status: TaskStatus, event: TaskEvent): TaskStatus | undefined {
+  return TASK_TRANSITIONS[status][event];
+}
+
+export function taskStatusesAllowing(event: TaskEvent): TaskStatus[] {
+  return (Object.keys(TASK_TRANSITIONS) as TaskStatus[]).filter((s) => TASK_TRANSITIONS[s][event]);
+}
+
+// ---- virtual machines: which actions a state accepts ----
+
+/** States a VM rests in between actions; the others exist only while an action or a build runs. */
+export const RESTING_STATES = ["stopped", "started"] as const satisfies readonly VirtualMachineState[];
+
+/**
+ * May this action be queued for a VM in this state? Actions queue behind the one that
+ * runs (as Katapult's tasks do), so every state a running action passes through accepts
+ * them; a failed VM, and one still being built, accept none.
+ */
+export function acceptsActions(state: VirtualMachineState): boolean {
+  switch (state) {
+    case "stopped":
+    case "started":
+    case "starting":
+    case "stopping":
+    case "shutting_down":
+    case "resetting":
+      return true;
+    case "failed":
+    case "allocating":
+    case "allocated":
+    case "migrating":
+    case "transferring":
+    case "orphaned":
+      return false;
+  }
+}
+
+// ---- virtual machines: what an action does when its turn comes ----
+
+export type ActionDecision =
+  /** Nothing to do (stop a VM that is already stopped): the task completes at once. */
+  | { run: false; state: VirtualMachineState }
+  /** Drive the host: the VM shows `during` meanwhile and `after` once it is done. */
+  | { run: true; during: VirtualMachineState; after: VirtualMachineState };
+
+/**
+ * Decided from the VM's real power state on its host when the action's turn comes, not
+ * from the state recorded when it was queued: a VM may have stopped by itself meanwhile.
+ * `missing` (the host has no trace of it) is treated as stopped; only `delete` acts on it.
+ */
+export function decideAction(action: TaskAction, power: PowerState): ActionDecision {
+  const running = power === "running";
+  switch (action) {
+    case "start":
+      return running ? { run: false, state: "started" } : { run: true, during: "starting", after: "started" };
+    case "stop":
+      return running ? { run: true, during: "stopping", after: "stopped" } : { run: false, state: "stopped" };
+    case "shutdown":
+      return running
+        ? { run: true, during: "shutting_down", after: "stopped" }
+        : { run: false, state: "stopped" };
+    case "reset":
+      return running
+        ? { run: true, during: "resetting", after: "started" }
+        : { run: false, state: "stopped" };
+    case "delete":
+      return { run: true, during: "stopping", after: "stopped" };
+  }
+}
+
+/**
+ * The resting state that matches a VM's power on its host: what it is recorded as after
+ * an action failed half way, or when reconciliation finds the record wrong.
+ */
+export function stateOfPower(power: PowerState): VirtualMachineState {
+  return power === "running" ? "started" : "stopped";
+}

@@ -1,0 +1,238 @@
+import { sql, type Kysely, type Transaction } from "kysely";
+import {
+  insertRow,
+  lockedForUpdate,
+  newId,
+  type Database,
+  type Row,
+  type TaskAction,
+  type VirtualMachineState,
+} from "../store/index.js";
+import { now, withLease, type Lease, type LeaseHolder } from "./leases.js";
+import { releaseVm } from "./release.js";
+import { acceptsActions, nextTaskStatus, taskStatusesAllowing } from "./states.js";
+import { setVmState } from "./vms.js";
+
+/**
+ * A VM's actions (power and deletion) are tasks in a queue of its own: accepted at once,
+ * run one at a time in the order they were accepted, by the worker of the VM's host.
+ */
+
+/** Katapult's names of the tasks. */
+export const TASK_NAMES: Record<TaskAction, string> = {
+  start: "Start virtual machine",
+  stop: "Stop virtual machine",
+  shutdown: "Shutdown virtual machine",
+  reset: "Reset virtual machine",
+  delete: "Delete virtual machine",
+};
+
+/** The VM cannot take actions now (still being built, failed, deleted meanwhile). */
+export class ActionRefused extends Error {}
+
+export const CANCELLED_BY_DELETION = "cancelled: the virtual machine was deleted before this action ran";
+
+/**
+ * The VM's row, locked for the rest of the transaction (PostgreSQL; SQLite has one
+ * writer): queueing and deleting a VM are serialised, so no action is queued behind
+ * its deletion, and queue positions are given one at a time.
+ */
+async function lockActionableVm(trx: Transaction<Database>, vmId: string): Promise<Row<"virtual_machines">> {
+  const vm = await lockedForUpdate(
+    trx,
+    trx.selectFrom("virtual_machines").selectAll().where("id", "=", vmId),
+  ).executeTakeFirst();
+  if (!vm || vm.deleted_at !== null) throw new ActionRefused("the virtual machine has been deleted");
+  const build = await trx
+    .selectFrom("builds")
+    .select("state")
+    .where("virtual_machine_id", "=", vmId)
+    .orderBy("created_at", "desc")
+    .executeTakeFirst();
+  if (build && build.state !== "complete")
+    throw new ActionRefused(`the virtual machine's build is ${build.state}; try again when it is complete`);
+  if (!acceptsActions(vm.state)) throw new ActionRefused(`the virtual machine is ${vm.state}`);
+  return vm;
+}
+
+async function enqueue(trx: Transaction<Database>, vm: Row<"virtual_machines">, action: TaskAction) {
+  const last = await trx
+    .selectFrom("tasks")
+    .select((eb) => eb.fn.max("queue_position").as("position"))
+    .where("object_id", "=", vm.id)
+    .executeTakeFirst();
+  const task = {
+    id: newId("task"),
+    organization_id: vm.organization_id,
+    name: TASK_NAMES[action],
+    status: "pending" as const,
+    action,
+    queue_position: Number(last?.position ?? 0) + 1,
+    progress: 0,
+    object_type: "VirtualMachine",
+    object_id: vm.id,
+    created_at: now(),
+  };
+  await insertRow(trx, "tasks", task);
+  return { ...task, error: null, started_at: null, finished_at: null };
+}
+
+export type QueuedTask = Awaited<ReturnType<typeof enqueue>>;
+
+/** Queues a power action behind the VM's other actions. */
+export function queueAction(
+  db: Kysely<Database>,
+  vmId: string,
+  action: Exclude<TaskAction, "delete">,
+): Promise<QueuedTask> {
+  return db.transaction().execute(async (trx) => enqueue(trx, await lockActionableVm(trx, vmId), action));
+}
+
+/**
+ * Deletes a VM, in one transaction: it goes to the trash (kept until `keepUntil`), the
+ * actions queued for it that have not started are cancelled, and its deletion is queued
+ * (behind an action that is running, which finishes first).
+ */
+export function deleteVirtualMachine(db: Kysely<Database>, vmId: string, keepUntil: number) {
+  return db.transaction().execute(async (trx) => {
+    const vm = await lockActionableVm(trx, vmId);
+    const t = now();
+    const trash = {
+      id: newId("trashObject"),
+      object_type: "VirtualMachine",
+      object_id: vm.id,
+      organization_id: vm.organization_id,
+      keep_until: keepUntil,
+      created_at: t,
+    };
+    await trx.updateTable("virtual_machines").set({ deleted_at: t }).where("id", "=", vm.id).execute();
+    await insertRow(trx, "trash_objects", trash);
+    await trx
+      .updateTable("tasks")
+      .set({ status: nextTaskStatus("pending", "cancel")!, error: CANCELLED_BY_DELETION, finished_at: t })
+      .where("object_id", "=", vm.id)
+      .where("action", "is not", null)
+      .where("status", "in", taskStatusesAllowing("cancel"))
+      .execute();
+    const task = await enqueue(trx, vm, "delete");
+    return { vm, trash, task };
+  });
+}
+
+export interface ClaimedTask {
+  lease: Lease;
+  taskId: string;
+  vmId: string;
+  action: TaskAction;
+}
+
+/**
+ * Claims the next action of a VM on this host: the first in its VM's queue, when no
+ * other action of that VM runs; or a running one whose worker's lease ran out (it runs
+ * again: every action is decided anew from the VM's real power state).
+ */
+export async function claimTask(
+  db: Kysely<Database>,
+  holder: LeaseHolder,
+  hostId: string,
+): Promise<ClaimedTask | undefined> {
+  const t = now();
+  return db.transaction().execute(async (trx) => {
+    const task = await lockedForUpdate(
+      trx,
+      trx
+        .selectFrom("tasks as t")
+        .select(["t.id", "t.object_id", "t.action", "t.status"])
+        .where("t.action", "is not", null)
+        .where("t.object_id", "in", (eb) =>
+          eb.selectFrom("virtual_machines").select("id").where("host_id", "=", hostId),
+        )
+        .where((eb) =>
+          eb.or([
+            eb.and([
+              eb("t.status", "=", "pending"),
+              eb.not(
+                eb.exists(
+                  eb
+                    .selectFrom("tasks as other")
+                    .select(sql`1`.as("one"))
+                    .whereRef("other.object_id", "=", "t.object_id")
+                    .where("other.action", "is not", null)
+                    .where((o) =>
+                      o.or([
+                        o("other.status", "=", "running"),
+                        o.and([
+                          o("other.status", "=", "pending"),
+                          o("other.queue_position", "<", o.ref("t.queue_position")),
+                        ]),
+                      ]),
+                    ),
+                ),
+              ),
+            ]),
+            eb.and([eb("t.status", "=", "running"), holder.abandoned(t)]),
+          ]),
+        )
+        .orderBy("t.created_at")
+        .orderBy("t.queue_position")
+        .limit(1),
+      { skipLocked: true },
+    ).executeTakeFirst();
+    if (!task) return undefined;
+    const lease: Lease = { table: "tasks", id: task.id, token: holder.newToken(), seconds: holder.seconds };
+    await trx
+      .updateTable("tasks")
+      .set((eb) => ({
+        status: nextTaskStatus(task.status, "claim")!,
+        lease_owner: lease.token,
+        lease_expires_at: t + lease.seconds,
+        started_at: eb.fn.coalesce("started_at", eb.val(t)),
+        progress: 10,
+      }))
+      .where("id", "=", task.id)
+      .where("status", "=", task.status)
+      .execute();
+    return { lease, taskId: task.id, vmId: task.object_id!, action: task.action! };
+  });
+}
+
+/** The action drives the host: the VM shows `state` meanwhile. */
+export function actionStep(
+  db: Kysely<Database>,
+  task: ClaimedTask,
+  state: VirtualMachineState,
+): Promise<void> {
+  return withLease(db, task.lease, async (trx) => {
+    await setVmState(trx, task.vmId, state);
+    await trx.updateTable("tasks").set({ progress: 50 }).where("id", "=", task.taskId).execute();
+  });
+}
+
+/**
+ * The action is over: the VM is recorded as `state` and the task as completed or failed.
+ * A completed deletion also gives back what the VM held.
+ */
+export function finishTask(
+  db: Kysely<Database>,
+  task: ClaimedTask,
+  state: VirtualMachineState,
+  failure?: string,
+): Promise<void> {
+  return withLease(db, task.lease, async (trx) => {
+    if (task.action === "delete" && failure === undefined) await releaseVm(trx, task.vmId);
+    await setVmState(trx, task.vmId, state);
+    const status = nextTaskStatus("running", failure === undefined ? "complete" : "fail")!;
+    await trx
+      .updateTable("tasks")
+      .set({
+        status,
+        ...(failure === undefined ? { progress: 100 } : { error: failure }),
+        finished_at: now(),
+        lease_owner: null,
+        lease_expires_at: null,
+      })
+      .where("id", "=", task.taskId)
+      .where("status", "in", taskStatusesAllowing(failure === undefined ? "complete" : "fail"))
+      .execute();
+  });
+}
