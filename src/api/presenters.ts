@@ -87,8 +87,13 @@ export function network(n: NetworksTable, dc: DataCentersTable, options: { count
   };
 }
 
-export function virtualNetwork(v: VirtualNetworksTable, dc: DataCentersTable) {
-  return { id: v.id, name: v.name, data_center: dataCenter(dc, { country: false }) };
+/** Its data center with the country, except in the list of available networks (schema, observed/11). */
+export function virtualNetwork(
+  v: VirtualNetworksTable,
+  dc: DataCentersTable,
+  options: { country?: boolean } = {},
+) {
+  return { id: v.id, name: v.name, data_center: dataCenter(dc, { country: options.country ?? true }) };
 }
 
 export function virtualMachinePackage(p: PackagesTable) {

@@ -377,7 +377,9 @@ export const catalogOperations: Operation[] = [
       return {
         body: {
           networks: networks.map((n) => present.network(n, dcs.get(n.data_center_id)!, { country: false })),
-          virtual_networks: vnets.map((v) => present.virtualNetwork(v, dcs.get(v.data_center_id)!)),
+          virtual_networks: vnets.map((v) =>
+            present.virtualNetwork(v, dcs.get(v.data_center_id)!, { country: false }),
+          ),
         },
       };
     },
@@ -584,17 +586,33 @@ export const catalogOperations: Operation[] = [
         .selectAll()
         .where("id", "=", identity.userId)
         .executeTakeFirstOrThrow();
+      const organizations = await services.db
+        .selectFrom("organizations")
+        .select(["id", "name", "sub_domain"])
+        .where(
+          "id",
+          "in",
+          services.db.selectFrom("memberships").select("organization_id").where("user_id", "=", user.id),
+        )
+        .orderBy("created_at")
+        .orderBy("id")
+        .execute();
       return {
         body: {
           user: {
             id: user.id,
             first_name: user.first_name,
             last_name: user.last_name,
+            // Trebuchet stores no avatars.
+            avatar_url: null,
             email_address: user.email_address,
             time_zone: null,
             created_at: user.created_at,
             locale: null,
           },
+          organizations,
+          // The API token the request came with; null for an OAuth2 access token.
+          api_token_id: identity.kind === "api_token" ? identity.id : null,
         },
       };
     },
