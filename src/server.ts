@@ -7,7 +7,7 @@ import { Authenticator } from "./auth/authenticate.js";
 import { OAuthVerifier, type OAuthConfig } from "./auth/oauth.js";
 import { SnapshotLoader } from "./catalog/snapshot.js";
 import { HostAgent } from "./engine/agent.js";
-import type { StepTimeouts } from "./hosts/driver.js";
+import type { HostDriver, StepTimeouts } from "./hosts/driver.js";
 import { RateLimiter, type RateLimits, DEFAULT_RATE_LIMITS } from "./auth/rate-limit.js";
 import {
   HOUSEKEEPING_INTERVAL_MS,
@@ -30,6 +30,7 @@ export interface ServerConfig {
     timeouts?: Partial<StepTimeouts>;
     leaseSeconds?: number;
     pollMs?: number;
+    instrument?: (driver: HostDriver) => HostDriver;
   };
   /** Organizations' infrastructure domains are `<sub_domain>.<baseDomain>`. */
   baseDomain: string;
@@ -71,6 +72,7 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
           ...(config.agent.timeouts ? { timeouts: config.agent.timeouts } : {}),
           ...(config.agent.leaseSeconds ? { leaseSeconds: config.agent.leaseSeconds } : {}),
           ...(config.agent.pollMs ? { pollMs: config.agent.pollMs } : {}),
+          ...(config.agent.instrument ? { instrument: config.agent.instrument } : {}),
         })
       : undefined;
   let api: Api;

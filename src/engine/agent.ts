@@ -14,6 +14,8 @@ export interface AgentOptions {
   timeouts?: Partial<StepTimeouts>;
   leaseSeconds?: number;
   pollMs?: number;
+  /** Wraps the host's driver (a call log in tests: hosts/call-log.ts). */
+  instrument?: (driver: HostDriver) => HostDriver;
   log: (message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -44,12 +46,13 @@ export class HostAgent {
     while (!this.stopped) {
       const host = await this.findHost();
       if (host) {
-        this.driver = createDriver(host.driver, {
+        const driver = createDriver(host.driver, {
           hostName: host.name,
           namespace: host.namespace,
           dataDir: this.options.dataDir,
           log: (message) => this.options.log(message),
         });
+        this.driver = this.options.instrument ? this.options.instrument(driver) : driver;
         this.worker = new Worker({
           db: this.options.db,
           driver: this.driver,

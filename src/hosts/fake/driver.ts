@@ -2,10 +2,8 @@
  * An in-memory host driver: VMs are records, boots are timers. The engine's tests and
  * the fleet simulation run on it (`driver: fake` in the catalog); the product's hosts
  * use the QEMU driver. It passes the same conformance suite (test/hosts/conformance.ts).
- *
- * It keeps its own log of every call that acts on a VM, with when it began and ended,
- * so tests can check from the host's side what the engine asked of it (for instance
- * that no VM ever had two actions in progress at once).
+ * Its operations take `operationMs` each, so that calls that overlap (see call-log.ts)
+ * overlap for long enough to be seen.
  */
 import { HostError, type HostDriver, type PowerState, type VmDefinition } from "../driver.js";
 
@@ -16,30 +14,18 @@ interface FakeVm {
   boots: number;
 }
 
-export interface FakeCall {
-  operation: "create" | "start" | "stop" | "shutdown" | "reset" | "destroy";
-  vmId: string;
-  startedAt: number;
-  endedAt: number | undefined;
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class FakeDriver implements HostDriver {
   readonly vms = new Map<string, FakeVm>();
   /** `operation vmId`, in the order the calls arrived. */
   readonly calls: string[] = [];
-  /** Every call with its span. */
-  readonly log: FakeCall[] = [];
-  /** Calls that began while another call on the same VM was still in progress. */
-  readonly overlaps: [FakeCall, FakeCall][] = [];
   /** Make the next operation of this kind fail (for failure paths). */
   failNext: Partial<Record<"create" | "start" | "ready", string>> = {};
   /** How long a boot takes (ms). */
   bootMs = 20;
-  /** How long each power operation takes (ms): long enough that overlapping calls would show. */
+  /** How long each operation on a VM takes (ms). */
   operationMs = 0;
-  private readonly inProgress = new Map<string, FakeCall>();
 
   constructor(readonly name = "fake") {}
 
@@ -51,21 +37,11 @@ export class FakeDriver implements HostDriver {
     return vm;
   }
 
-  /** Runs one call on a VM, logging its span. */
-  private async act<T>(operation: FakeCall["operation"], vmId: string, body: () => T): Promise<T> {
-    const call: FakeCall = { operation, vmId, startedAt: performance.now(), endedAt: undefined };
+  /** Runs one operation on a VM, noting the call. */
+  private async act<T>(operation: string, vmId: string, body: () => T): Promise<T> {
     this.calls.push(`${operation} ${vmId}`);
-    this.log.push(call);
-    const other = this.inProgress.get(vmId);
-    if (other) this.overlaps.push([other, call]);
-    this.inProgress.set(vmId, call);
-    try {
-      if (this.operationMs > 0) await sleep(this.operationMs);
-      return body();
-    } finally {
-      call.endedAt = performance.now();
-      if (this.inProgress.get(vmId) === call) this.inProgress.delete(vmId);
-    }
+    if (this.operationMs > 0) await sleep(this.operationMs);
+    return body();
   }
 
   private failing(kind: "create" | "start"): void {
