@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
 import { parseCidr } from "../catalog/addresses.js";
-import type { TemplateOptionField } from "../catalog/catalog-file.js";
 import { country, currency, stableId } from "../catalog/reference-data.js";
 import type {
   BuildsTable,
@@ -24,6 +23,7 @@ import type {
   VirtualNetworksTable,
   ZonesTable,
 } from "../store/index.js";
+import { templateOptionsColumn } from "../catalog/columns.js";
 
 /** Database rows -> the Katapult API's objects. Every field is present; absent values are null. */
 
@@ -141,7 +141,7 @@ export function diskTemplateVersion(v: DiskTemplateVersionsTable, t: DiskTemplat
 }
 
 export function diskTemplateVersionSpec(v: DiskTemplateVersionsTable) {
-  const fields = JSON.parse(v.options_json) as TemplateOptionField[];
+  const fields = templateOptionsColumn.decode(v.options_json);
   return {
     fields: fields.map((f) => ({
       name: f.name,

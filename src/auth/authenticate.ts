@@ -8,6 +8,7 @@ import type { Identity } from "./identity.js";
 import { addressInNetworks } from "./networks.js";
 import type { OAuthVerifier } from "./oauth.js";
 import { hashSecret, looksLikeApiToken } from "./secrets.js";
+import { allowedNetworksColumn, tokenScopesColumn } from "../catalog/columns.js";
 
 /** How often `last_used_at` is written for a busy token, at most (seconds). */
 const LAST_USED_RESOLUTION = 60;
@@ -47,14 +48,14 @@ type TokenRow = Awaited<ReturnType<ReturnType<typeof tokenByHash>>>[number];
 
 /** What a token row grants; cached with the row, so a request does not parse its JSON again. */
 function tokenIdentity(row: TokenRow): Identity {
-  const scopes = JSON.parse(row.scopes_json) as string[] | "all";
+  const scopes = tokenScopesColumn.decode(row.scopes_json);
   return {
     kind: "api_token",
     id: row.id,
     scopes: scopes === "all" ? "all" : new Set(scopes),
     userId: row.user_id,
     access: { kind: "organization", organizationId: row.organization_id, role: row.role },
-    allowedNetworks: JSON.parse(row.allowed_networks_json) as string[],
+    allowedNetworks: allowedNetworksColumn.decode(row.allowed_networks_json),
   };
 }
 

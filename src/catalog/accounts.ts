@@ -4,6 +4,7 @@ import { normaliseCidr } from "../auth/networks.js";
 import { newId, type Database, type OrganizationState, type Role } from "../store/index.js";
 import { isKnownCurrency } from "./reference-data.js";
 import { addSshKeyRow } from "./ssh-keys.js";
+import { allowedNetworksColumn, tokenScopesColumn } from "./columns.js";
 
 /** Operator actions on organizations, users, SSH keys and API tokens (the admin CLI calls these). */
 
@@ -195,8 +196,8 @@ export async function createApiToken(
       user_id: userId,
       role: input.role,
       secret_hash: hashSecret(token),
-      scopes_json: JSON.stringify(input.scopes.length > 0 ? input.scopes : "all"),
-      allowed_networks_json: JSON.stringify(networks),
+      scopes_json: tokenScopesColumn.encode(input.scopes.length > 0 ? input.scopes : "all"),
+      allowed_networks_json: allowedNetworksColumn.encode(networks),
       created_at: t,
       expires_at: input.expiresInSeconds !== undefined ? t + input.expiresInSeconds : null,
       revoked_at: null,

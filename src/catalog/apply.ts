@@ -3,6 +3,7 @@ import { newId, type Database, type IdKind } from "../store/index.js";
 import type { CatalogFile } from "./catalog-file.js";
 import { country } from "./reference-data.js";
 import { bumpCatalogVersion } from "./snapshot.js";
+import { dnsServersColumn, templateOptionsColumn } from "./columns.js";
 
 export interface ApplyReport {
   created: number;
@@ -209,7 +210,7 @@ export async function applyCatalog(
             image_path: version.image,
             kernel_path: version.kernel,
             initrd_path: version.initrd,
-            options_json: JSON.stringify(version.options),
+            options_json: templateOptionsColumn.encode(version.options),
           },
         );
       }
@@ -224,7 +225,7 @@ export async function applyCatalog(
           name: network.name,
           data_center_id: dcId,
           is_default: flag(network.default),
-          dns_servers_json: JSON.stringify(network.dns_servers),
+          dns_servers_json: dnsServersColumn.encode(network.dns_servers),
         },
       );
       for (const subnet of network.subnets) {

@@ -36,3 +36,7 @@ export async function addSshKeyRow(
   await db.insertInto("ssh_keys").values(row).execute();
   return { row };
 }
+
+export async function deleteSshKey(db: Kysely<Database>, id: string): Promise<void> {
+  await db.deleteFrom("ssh_keys").where("id", "=", id).execute();
+}

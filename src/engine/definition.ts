@@ -4,6 +4,7 @@ import { parseCidr } from "../catalog/addresses.js";
 import type { GuestInterface, VmDefinition } from "../hosts/driver.js";
 import { planColumn } from "../lifecycle/index.js";
 import type { Database } from "../store/index.js";
+import { dnsServersColumn } from "../catalog/columns.js";
 
 /** Template paths in the catalog are relative to the host's templates directory, unless absolute. */
 export function templatePath(templatesDir: string, path: string): string {
@@ -101,7 +102,7 @@ export async function loadVmDefinition(
       gateway: address.gateway,
     });
   }
-  const dnsServers = [...new Set(networks.flatMap((n) => JSON.parse(n.dns_servers_json) as string[]))];
+  const dnsServers = [...new Set(networks.flatMap((n) => dnsServersColumn.decode(n.dns_servers_json)))];
 
   return {
     id: vm.id,

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Kysely, Transaction } from "kysely";
-import { AddressesExhausted, allocateAddress, isUniqueViolation } from "../catalog/allocate.js";
+import { AddressesExhausted, allocateAddress, isUniqueViolation } from "./addresses.js";
 import type { HostnameGenerator } from "../planner/hostnames.js";
 import type { BuildPlan, KeyValue, PlanProblem } from "../planner/plan.js";
 import {

@@ -4,6 +4,7 @@
  * through it; the state machines it obeys are pure (states.ts).
  */
 export * from "./accept.js";
+export { AddressesExhausted, allocateToOrganization, isUniqueViolation } from "./addresses.js";
 export * from "./builds.js";
 export * from "./idempotency.js";
 export * from "./leases.js";

@@ -1,5 +1,5 @@
-import { addSshKeyRow } from "../../catalog/ssh-keys.js";
-import { AddressesExhausted, allocateAddress } from "../../catalog/allocate.js";
+import { addSshKeyRow, deleteSshKey } from "../../catalog/ssh-keys.js";
+import { AddressesExhausted, allocateToOrganization } from "../../lifecycle/index.js";
 import { canonicalAddress } from "../../catalog/addresses.js";
 import { ApiError } from "../../errors.js";
 import {
@@ -156,23 +156,12 @@ export const resourceOperations: Operation[] = [
       const label = stringArgument(context.args, "label", { maxLength: 255 }) ?? null;
       if (vip && !label) throw new ApiError("validation_error", { errors: ["Label can't be blank"] });
       try {
-        const ip = await db.transaction().execute(async (trx) => {
-          const row = await allocateAddress(trx, {
-            networkId: network.id,
-            version: version === "ipv4" ? 4 : 6,
-            subnetId: null,
-            organizationId: org.id,
-            allocationType: null,
-            allocationId: null,
-            reverseDns: null,
-          });
-          if (vip || label)
-            await trx
-              .updateTable("ip_addresses")
-              .set({ vip: vip ? 1 : 0, label })
-              .where("id", "=", row.id)
-              .execute();
-          return row;
+        const ip = await allocateToOrganization(db, {
+          networkId: network.id,
+          version: version === "ipv4" ? 4 : 6,
+          organizationId: org.id,
+          vip,
+          label,
         });
         return { body: { ip_address: await ipAddressView(db, ip.id, baseDomain) } };
       } catch (error) {
@@ -241,7 +230,7 @@ export const resourceOperations: Operation[] = [
         .executeTakeFirst();
       if (!key) throw new ApiError("ssh_key_not_found");
       await checkOwnership(context, key.organization_id, "ssh_key_not_found");
-      await context.services.db.deleteFrom("ssh_keys").where("id", "=", key.id).execute();
+      await deleteSshKey(context.services.db, key.id);
       return { body: { ssh_key: present.sshKey(key) } };
     },
   },

@@ -7,7 +7,13 @@ import {
   type Database,
   type IpAddressesTable,
 } from "../store/index.js";
-import { addressKey, bigIntToAddress, bigIntToKey, keyToBigInt, type IpVersion } from "./addresses.js";
+import {
+  addressKey,
+  bigIntToAddress,
+  bigIntToKey,
+  keyToBigInt,
+  type IpVersion,
+} from "../catalog/addresses.js";
 
 /** Raised when a network has no free address of the wanted version. */
 export class AddressesExhausted extends Error {}
@@ -136,4 +142,39 @@ export function isUniqueViolation(error: unknown): boolean {
     e?.code === "SQLITE_CONSTRAINT_PRIMARYKEY" ||
     (typeof e?.message === "string" && /UNIQUE constraint failed/.test(e.message))
   );
+}
+
+/**
+ * A free address of a network, allocated to the organization and attached to nothing
+ * (`create_ip_address`), with its VIP flag and label.
+ */
+export function allocateToOrganization(
+  db: Kysely<Database>,
+  request: {
+    networkId: string;
+    version: IpVersion;
+    organizationId: string;
+    vip: boolean;
+    label: string | null;
+  },
+): Promise<IpAddressesTable> {
+  return db.transaction().execute(async (trx) => {
+    const row = await allocateAddress(trx, {
+      networkId: request.networkId,
+      version: request.version,
+      subnetId: null,
+      organizationId: request.organizationId,
+      allocationType: null,
+      allocationId: null,
+      reverseDns: null,
+    });
+    if (!request.vip && !request.label) return row;
+    const vip = request.vip ? 1 : 0;
+    await trx
+      .updateTable("ip_addresses")
+      .set({ vip, label: request.label })
+      .where("id", "=", row.id)
+      .execute();
+    return { ...row, vip, label: request.label };
+  });
 }
