@@ -1,20 +1,25 @@
 /**
  * END TO END, real QEMU: the control plane is killed with SIGKILL in the middle of a
- * build, then started again. The build must end complete or failed (never stuck), nothing
- * may leak, and a VM that was running keeps running, untouched.
+ * build, then started again. The build must end as it would have without the crash (a
+ * crash costs an attempt, and one is not enough to give up), nothing may leak (no
+ * process, directory, address or tap that no live VM owns), and a VM that was running
+ * keeps running, untouched.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Kysely } from "kysely";
 import { applyCatalog } from "../../src/catalog/apply.js";
-import { openStore } from "../../src/store/index.js";
+import { tapName } from "../../src/hosts/qemu/args.js";
+import { openStore, type Database } from "../../src/store/index.js";
 import { CLI } from "../support/cli.js";
 import {
   demoTemplate,
   e2eCatalog,
   freePort,
+  inNamespace,
   qemuProcesses,
   removeNamespace,
   ROOT,
@@ -32,8 +37,10 @@ let token: string;
 let port: number;
 let server: ChildProcess | undefined;
 
-async function startServer(): Promise<void> {
-  server = spawn(process.execPath, [CLI, "serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`], {
+/** `api`: HTTP only, no worker, so accepted builds stay pending. */
+async function startServer(role: "all" | "api" = "all"): Promise<void> {
+  const args = [CLI, "serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`, "--role", role];
+  server = spawn(process.execPath, args, {
     env: { ...process.env, DATABASE_URL: "", TREBUCHET_LOG_LEVEL: "warn", TREBUCHET_READY_TIMEOUT: "300" },
     stdio: ["ignore", "ignore", "inherit"],
   });
@@ -66,10 +73,17 @@ async function call(method: string, path: string, body?: unknown): Promise<any> 
   return response.json();
 }
 
-const build = (hostname: string) =>
+/** A build of examples/web.xml; `refuseBoot` gives it the template option its guest refuses to boot with. */
+const build = (hostname: string, refuseBoot = false) =>
   call("POST", "/organizations/_/virtual_machines/build_from_spec", {
     organization: { sub_domain: "acme" },
-    xml: WEB_XML.replace("web-01", hostname),
+    xml: (refuseBoot
+      ? WEB_XML.replace(
+          '<Option key="motd">Built by Trebuchet</Option>',
+          '<Option key="fail_boot">true</Option>',
+        )
+      : WEB_XML
+    ).replace("web-01", hostname),
   });
 const buildState = async (id: string) =>
   (await call("GET", `/virtual_machines/builds/${id}`)).virtual_machine_build;
@@ -78,6 +92,59 @@ const finished = (id: string) =>
     const b = await buildState(id);
     return b.state === "complete" || b.state === "failed" ? b : undefined;
   });
+
+/** The build's row as the database has it (read beside the running server). */
+async function buildRow(id: string) {
+  const store = await openStore({ dataDir, migrate: false });
+  try {
+    return await store.db
+      .selectFrom("builds")
+      .select(["state", "attempts", "lease_owner", "failure_reason"])
+      .where("id", "=", id)
+      .executeTakeFirstOrThrow();
+  } finally {
+    await store.close();
+  }
+}
+
+/** The taps in the test's namespace (`tun type tap` links), by name. */
+async function tapsOnHost(): Promise<string[]> {
+  const links = await inNamespace(namespace, "ip", ["-o", "-d", "link", "show"]);
+  expect(links.code, links.stderr).toBe(0);
+  return links.stdout
+    .split("\n")
+    .filter((line) => / tun type tap /.test(line))
+    .map((line) => line.split(": ")[1]!.split("@")[0]!)
+    .sort();
+}
+
+/**
+ * No tap outlives its VM: every tap on the host is an interface of a live VM, every live
+ * VM's interfaces have theirs, and a failed or deleted VM has none.
+ */
+async function expectTapsOfLiveVmsOnly(db: Kysely<Database>): Promise<void> {
+  const nics = await db
+    .selectFrom("network_interfaces")
+    .innerJoin("virtual_machines", "virtual_machines.id", "network_interfaces.virtual_machine_id")
+    .select(["network_interfaces.id", "virtual_machines.id as vmId", "virtual_machines.state", "deleted_at"])
+    .execute();
+  const live = nics.filter((n) => n.deleted_at === null && n.state !== "failed");
+  const gone = nics.filter((n) => n.deleted_at !== null || n.state === "failed");
+  const taps = await tapsOnHost();
+  const liveTaps = new Set(live.map((n) => tapName(n.id)));
+  expect(
+    taps.filter((tap) => !liveTaps.has(tap)),
+    "taps that no live VM's interface owns",
+  ).toEqual([]);
+  expect(
+    [...liveTaps].filter((tap) => !taps.includes(tap)),
+    "live VMs' interfaces without a tap",
+  ).toEqual([]);
+  expect(
+    gone.filter((n) => taps.includes(tapName(n.id))).map((n) => `${n.vmId} (${n.state}): ${tapName(n.id)}`),
+    "failed or deleted VMs' taps",
+  ).toEqual([]);
+}
 
 beforeAll(async () => {
   await demoTemplate();
@@ -111,26 +178,68 @@ describe("kill -9 of the control plane (real QEMU)", () => {
     survivor = { id: done.virtual_machine.id, pid: pids[0]! };
   }, 600_000);
 
-  for (const [moment, reached] of [
-    ["while the build waits for a worker", async () => true],
-    ["while QEMU is booting the guest", async (vmId: string) => qemuProcesses(vmId).length > 0],
-  ] as const) {
-    it(`${moment}: after restart the build ends, nothing leaks, the running VM keeps running`, async () => {
-      const hostname = moment.includes("QEMU") ? "crash-boot" : "crash-pending";
-      const accepted = await build(hostname);
+  // Per moment of the kill, the one outcome that is right: a crash costs the build an
+  // attempt (maxAttempts is 3), so it ends as it would have without the crash.
+  const cases = [
+    {
+      moment: "while the build waits for a worker",
+      hostname: "crash-pending",
+      refuseBoot: false,
+      // Accepted by a server without a worker: nothing can have claimed it.
+      before: { role: "api" as const, state: "pending", attempts: 0 },
+      after: { state: "complete", failure_reason: null, attempts: 1 },
+    },
+    {
+      moment: "while QEMU is booting the guest",
+      hostname: "crash-boot",
+      refuseBoot: false,
+      before: { role: "all" as const, state: "building", attempts: 1 },
+      after: { state: "complete", failure_reason: null, attempts: 2 },
+    },
+    {
+      moment: "while QEMU is booting a guest that will refuse to boot",
+      hostname: "crash-refused",
+      refuseBoot: true,
+      before: { role: "all" as const, state: "building", attempts: 1 },
+      // The guest's own reason, from the second attempt: not "gave up after 3 attempts".
+      after: {
+        state: "failed",
+        failure_reason: "the guest reported: template option fail_boot=true: the guest refuses to boot",
+        attempts: 2,
+      },
+    },
+  ];
+
+  for (const { moment, hostname, refuseBoot, before, after } of cases) {
+    it(`${moment}: after restart the build ends as it should, nothing leaks, the running VM keeps running`, async () => {
+      if (before.role === "api") {
+        await killServer("SIGTERM");
+        await startServer("api");
+      }
+      const accepted = await build(hostname, refuseBoot);
       const buildId = accepted.virtual_machine_build.id;
-      if (moment.includes("QEMU")) {
+      if (before.state === "building") {
         await until("QEMU to start", async () => {
           const b = await buildState(buildId);
-          return b.virtual_machine && (await reached(b.virtual_machine.id)) ? true : undefined;
+          return b.virtual_machine && qemuProcesses(b.virtual_machine.id).length > 0 ? true : undefined;
         });
       }
+      // What the kill interrupts: the first attempt under way, or a build no worker has touched.
+      expect(await buildRow(buildId)).toMatchObject({
+        state: before.state,
+        attempts: before.attempts,
+        ...(before.state === "pending" ? { lease_owner: null } : {}),
+      });
       await killServer("SIGKILL");
       expect(qemuProcesses(survivor.id)).toEqual([survivor.pid]);
 
       await startServer();
       const done = await finished(buildId);
-      expect(["complete", "failed"]).toContain(done.state);
+      expect({ state: done.state, failure_reason: done.failure_reason }).toEqual({
+        state: after.state,
+        failure_reason: after.failure_reason,
+      });
+      expect((await buildRow(buildId)).attempts).toBe(after.attempts);
       const store = await openStore({ dataDir, migrate: false });
       try {
         const vm = await store.db
@@ -138,7 +247,7 @@ describe("kill -9 of the control plane (real QEMU)", () => {
           .selectAll()
           .where("hostname", "=", hostname)
           .executeTakeFirstOrThrow();
-        if (done.state === "complete") {
+        if (after.state === "complete") {
           expect(qemuProcesses(vm.id)).toHaveLength(1);
           expect(
             (
@@ -174,6 +283,7 @@ describe("kill -9 of the control plane (real QEMU)", () => {
           .where("allocation_id", "is not", null)
           .execute();
         expect(held.filter((h) => !live.has(h.allocation_id!))).toEqual([]);
+        await expectTapsOfLiveVmsOnly(store.db);
       } finally {
         await store.close();
       }

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { tapName } from "../../src/hosts/qemu/args.js";
 import type { RunningServer } from "../../src/server.js";
 import { runCliAsync } from "../support/cli.js";
 import {
@@ -188,6 +189,12 @@ describe("a VM built from examples/web.xml (real QEMU)", () => {
       .select("id")
       .where("virtual_machine_id", "=", vmId)
       .execute();
+    expect(nics).toHaveLength(2);
+    // Its taps are there before the delete (so their absence after it means something).
+    for (const nic of nics) {
+      const shown = await inNamespace(namespace, "ip", ["link", "show", tapName(nic.id)]);
+      expect(shown.code, `${tapName(nic.id)}: ${shown.stderr}`).toBe(0);
+    }
     const deleted = await call("DELETE", `/core/v1/virtual_machines/_?virtual_machine[id]=${vmId}`);
     expect(deleted.status).toBe(200);
     expect(deleted.body.trash_object).toMatchObject({ object_id: vmId, object_type: "VirtualMachine" });
@@ -205,8 +212,9 @@ describe("a VM built from examples/web.xml (real QEMU)", () => {
     expect(qemuProcesses(vmId)).toEqual([]);
     expect(existsSync(join(dataDir, "vms", vmId))).toBe(false);
     for (const nic of nics) {
-      const tap = `tb${nic.id.slice(6, 18)}`;
-      expect((await inNamespace(namespace, "ip", ["link", "show", tap])).code).not.toBe(0);
+      const shown = await inNamespace(namespace, "ip", ["link", "show", tapName(nic.id)]);
+      expect(shown.code, `${tapName(nic.id)} outlived its VM`).not.toBe(0);
+      expect(shown.stderr).toMatch(/does not exist/);
     }
     const held = await server.store.db
       .selectFrom("ip_addresses")
