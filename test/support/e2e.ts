@@ -24,7 +24,7 @@ import {
   demoTemplateExists,
   demoTemplateFiles,
 } from "../../src/hosts/qemu/demo-template.js";
-import type { StepTimeouts } from "../../src/hosts/driver.js";
+import type { HostDriver, StepTimeouts } from "../../src/hosts/driver.js";
 import { createServer, type RunningServer } from "../../src/server.js";
 import { randomAlphanumeric, type Database } from "../../src/store/index.js";
 
@@ -204,13 +204,20 @@ export async function startE2eServer(options: {
   namespace: string;
   timeouts: Partial<StepTimeouts>;
   hostMemoryInGb?: number;
+  /** Wraps the host's QEMU driver (a call log: src/hosts/call-log.ts). */
+  instrument?: (driver: HostDriver) => HostDriver;
 }): Promise<E2eServer> {
   const { namespace } = options;
   const dataDir = mkdtempSync(join(tmpdir(), "trebuchet-e2e-"));
   const server = await createServer({
     store: { dataDir },
     baseDomain: "e2e.test",
-    agent: { dataDir, timeouts: options.timeouts, pollMs: 100 },
+    agent: {
+      dataDir,
+      timeouts: options.timeouts,
+      pollMs: 100,
+      ...(options.instrument ? { instrument: options.instrument } : {}),
+    },
   });
   await applyCatalog(server.store.db, e2eCatalog({ namespace, hostMemoryInGb: options.hostMemoryInGb }));
   const token = await e2eTenant(server.store.db);
