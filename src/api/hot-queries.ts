@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
 import { DEFAULT_AUTH_CACHE_MS, FreshnessCache } from "../auth/freshness-cache.js";
-import { prepare, type Database, type OrganizationsTable } from "../store/index.js";
+import { prepare, type Database, type Row } from "../store/index.js";
 
 /**
  * The reads nearly every request makes, compiled once per server (see store/prepared.ts).
@@ -8,7 +8,7 @@ import { prepare, type Database, type OrganizationsTable } from "../store/index.
  * which never change, for as long as they stay among the most recently read.
  */
 export function hotQueries(db: Kysely<Database>, cacheMs = DEFAULT_AUTH_CACHE_MS) {
-  const organizations = new FreshnessCache<OrganizationsTable[]>(cacheMs);
+  const organizations = new FreshnessCache<Row<"organizations">[]>(cacheMs);
   const byId = prepare(
     db,
     (d, id: string) => d.selectFrom("organizations").selectAll().where("id", "=", id),
@@ -31,7 +31,7 @@ export function hotQueries(db: Kysely<Database>, cacheMs = DEFAULT_AUTH_CACHE_MS
     2,
   );
   const annotations = new FreshnessCache<Awaited<ReturnType<typeof annotationsOf>>>(Number.POSITIVE_INFINITY);
-  const found = (rows: OrganizationsTable[]) => (rows.length > 0 ? rows : undefined);
+  const found = (rows: Row<"organizations">[]) => (rows.length > 0 ? rows : undefined);
   return {
     organizationById: async (id: string) =>
       (await organizations.get(`id:${id}`, async () => found(await byId(id)))) ?? [],

@@ -5,7 +5,7 @@ import type { RateLimits } from "../auth/rate-limit.js";
 import type { SnapshotLoader } from "../catalog/snapshot.js";
 import type { HotQueries } from "./hot-queries.js";
 import type { RenderedBodies } from "./rendered-bodies.js";
-import type { Database, GroupCommit, OrganizationsTable, Role } from "../store/index.js";
+import type { Database, GroupCommit, Role, Row } from "../store/index.js";
 import type { ArgumentBag } from "./arguments.js";
 
 /** What a handler needs from the server besides its request. */
@@ -51,7 +51,7 @@ export interface OperationResult {
   headers?: Record<string, string>;
 }
 
-export interface ResolvedOrganization extends OrganizationsTable {
+export interface ResolvedOrganization extends Row<"organizations"> {
   role: Role;
 }
 

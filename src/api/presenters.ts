@@ -1,28 +1,7 @@
 import { createHash } from "node:crypto";
 import { parseCidr } from "../catalog/addresses.js";
 import { country, currency, stableId } from "../catalog/reference-data.js";
-import type {
-  BuildsTable,
-  DataCentersTable,
-  DiskIOProfilesTable,
-  DisksTable,
-  DiskTemplatesTable,
-  DiskTemplateVersionsTable,
-  IpAddressesTable,
-  IsosTable,
-  NetworkSpeedProfilesTable,
-  NetworksTable,
-  OrganizationsTable,
-  PackagesTable,
-  SshKeysTable,
-  SubnetsTable,
-  TagsTable,
-  TasksTable,
-  VirtualMachineGroupsTable,
-  VirtualMachinesTable,
-  VirtualNetworksTable,
-  ZonesTable,
-} from "../store/index.js";
+import type { Row } from "../store/index.js";
 import { templateOptionsColumn } from "../catalog/columns.js";
 
 /** Database rows -> the Katapult API's objects. Every field is present; absent values are null. */
@@ -31,7 +10,7 @@ const bool = (flag: number) => flag === 1;
 /** Objects we do not store (operating systems, package groups) get stable IDs derived from their names. */
 export const derivedId = stableId;
 
-export function organizationSummary(org: OrganizationsTable) {
+export function organizationSummary(org: Row<"organizations">) {
   return {
     id: org.id,
     name: org.name,
@@ -44,7 +23,7 @@ export function organizationSummary(org: OrganizationsTable) {
   };
 }
 
-export function organization(org: OrganizationsTable) {
+export function organization(org: Row<"organizations">) {
   return {
     ...organizationSummary(org),
     billing_name: null,
@@ -61,14 +40,14 @@ export function organization(org: OrganizationsTable) {
   };
 }
 
-export function dataCenter(dc: DataCentersTable, options: { country?: boolean } = { country: true }) {
+export function dataCenter(dc: Row<"data_centers">, options: { country?: boolean } = { country: true }) {
   const base = { id: dc.id, name: dc.name, permalink: dc.permalink };
   return options.country === false
     ? base
     : { ...base, country: country(dc.country_iso_code, dc.country_name) };
 }
 
-export function zone(z: ZonesTable, dc: DataCentersTable, options: { country?: boolean } = {}) {
+export function zone(z: Row<"zones">, dc: Row<"data_centers">, options: { country?: boolean } = {}) {
   return {
     id: z.id,
     name: z.name,
@@ -77,7 +56,7 @@ export function zone(z: ZonesTable, dc: DataCentersTable, options: { country?: b
   };
 }
 
-export function network(n: NetworksTable, dc: DataCentersTable, options: { country?: boolean } = {}) {
+export function network(n: Row<"networks">, dc: Row<"data_centers">, options: { country?: boolean } = {}) {
   return {
     id: n.id,
     name: n.name,
@@ -89,14 +68,14 @@ export function network(n: NetworksTable, dc: DataCentersTable, options: { count
 
 /** Its data center with the country, except in the list of available networks (schema, observed/11). */
 export function virtualNetwork(
-  v: VirtualNetworksTable,
-  dc: DataCentersTable,
+  v: Row<"virtual_networks">,
+  dc: Row<"data_centers">,
   options: { country?: boolean } = {},
 ) {
   return { id: v.id, name: v.name, data_center: dataCenter(dc, { country: options.country ?? true }) };
 }
 
-export function virtualMachinePackage(p: PackagesTable) {
+export function virtualMachinePackage(p: Row<"packages">) {
   return {
     id: p.id,
     name: p.name,
@@ -117,7 +96,7 @@ export function operatingSystem(name: string | null) {
   return name ? { id: derivedId("os", name), name, badge: null } : null;
 }
 
-export function diskTemplate(t: DiskTemplatesTable, latest: DiskTemplateVersionsTable | undefined) {
+export function diskTemplate(t: Row<"disk_templates">, latest: Row<"disk_template_versions"> | undefined) {
   return {
     id: t.id,
     name: t.name,
@@ -130,7 +109,7 @@ export function diskTemplate(t: DiskTemplatesTable, latest: DiskTemplateVersions
   };
 }
 
-export function diskTemplateVersion(v: DiskTemplateVersionsTable, t: DiskTemplatesTable) {
+export function diskTemplateVersion(v: Row<"disk_template_versions">, t: Row<"disk_templates">) {
   return {
     id: v.id,
     number: v.number,
@@ -140,7 +119,7 @@ export function diskTemplateVersion(v: DiskTemplateVersionsTable, t: DiskTemplat
   };
 }
 
-export function diskTemplateVersionSpec(v: DiskTemplateVersionsTable) {
+export function diskTemplateVersionSpec(v: Row<"disk_template_versions">) {
   const fields = templateOptionsColumn.decode(v.options_json);
   return {
     fields: fields.map((f) => ({
@@ -155,11 +134,11 @@ export function diskTemplateVersionSpec(v: DiskTemplateVersionsTable) {
   };
 }
 
-export function diskIOProfile(p: DiskIOProfilesTable) {
+export function diskIOProfile(p: Row<"disk_io_profiles">) {
   return { id: p.id, name: p.name, permalink: p.permalink, speed_in_mb: p.speed_in_mb, iops: p.iops };
 }
 
-export function networkSpeedProfile(p: NetworkSpeedProfilesTable) {
+export function networkSpeedProfile(p: Row<"network_speed_profiles">) {
   return {
     id: p.id,
     name: p.name,
@@ -173,7 +152,7 @@ export function reverseDnsFor(address: string, baseDomain: string): string {
   return `${address.replace(/[.:]/g, "-")}.rdns.${baseDomain}`;
 }
 
-export function subnet(s: SubnetsTable) {
+export function subnet(s: Row<"subnets">) {
   const cidr = parseCidr(s.cidr);
   return {
     id: s.id,
@@ -186,10 +165,10 @@ export function subnet(s: SubnetsTable) {
 }
 
 export function ipAddress(
-  ip: IpAddressesTable,
-  s: SubnetsTable,
-  n: NetworksTable,
-  dc: DataCentersTable,
+  ip: Row<"ip_addresses">,
+  s: Row<"subnets">,
+  n: Row<"networks">,
+  dc: Row<"data_centers">,
   baseDomain: string,
 ) {
   const cidr = parseCidr(s.cidr);
@@ -207,7 +186,7 @@ export function ipAddress(
   };
 }
 
-export function ipAddressListItem(ip: IpAddressesTable, baseDomain: string) {
+export function ipAddressListItem(ip: Row<"ip_addresses">, baseDomain: string) {
   return {
     id: ip.id,
     address: ip.address,
@@ -218,11 +197,11 @@ export function ipAddressListItem(ip: IpAddressesTable, baseDomain: string) {
   };
 }
 
-export function sshKey(k: SshKeysTable) {
+export function sshKey(k: Row<"ssh_keys">) {
   return { id: k.id, name: k.name, fingerprint: k.fingerprint };
 }
 
-export function virtualMachineGroup(g: VirtualMachineGroupsTable) {
+export function virtualMachineGroup(g: Row<"virtual_machine_groups">) {
   return {
     id: g.id,
     name: g.name,
@@ -232,15 +211,15 @@ export function virtualMachineGroup(g: VirtualMachineGroupsTable) {
   };
 }
 
-export function tag(t: TagsTable) {
+export function tag(t: Row<"tags">) {
   return { id: t.id, name: t.name, color: t.color, created_at: t.created_at };
 }
 
-export function iso(i: IsosTable) {
+export function iso(i: Row<"isos">) {
   return { id: i.id, name: i.name, operating_system: operatingSystem(i.operating_system_name) };
 }
 
-const DISK_STATES: Record<DisksTable["state"], string> = {
+const DISK_STATES: Record<Row<"disks">["state"], string> = {
   pending: "not_built",
   ready: "built",
   attached: "built",
@@ -250,7 +229,7 @@ const DISK_STATES: Record<DisksTable["state"], string> = {
 };
 
 /** A disk in an organization's list: the schema's shape, with the VM it is attached to. */
-export function disk(d: DisksTable, vm: { id: string; fqdn: string } | undefined) {
+export function disk(d: Row<"disks">, vm: { id: string; fqdn: string } | undefined) {
   return {
     id: d.id,
     name: d.name,
@@ -264,7 +243,7 @@ export function disk(d: DisksTable, vm: { id: string; fqdn: string } | undefined
 
 export function task(
   t: Pick<
-    TasksTable,
+    Row<"tasks">,
     "id" | "name" | "status" | "progress" | "error" | "created_at" | "started_at" | "finished_at"
   >,
 ) {
@@ -281,21 +260,21 @@ export function task(
   };
 }
 
-export function taskSummary(t: Pick<TasksTable, "id" | "name" | "status">) {
+export function taskSummary(t: Pick<Row<"tasks">, "id" | "name" | "status">) {
   return { id: t.id, name: t.name, status: t.status };
 }
 
-export function virtualMachineSummary(vm: VirtualMachinesTable) {
+export function virtualMachineSummary(vm: Row<"virtual_machines">) {
   return { id: vm.id, name: vm.name, hostname: vm.hostname, fqdn: vm.fqdn, state: vm.state };
 }
 
-type PresentedBuild = Pick<BuildsTable, "id" | "state" | "created_at" | "failure_reason">;
+type PresentedBuild = Pick<Row<"builds">, "id" | "state" | "created_at" | "failure_reason">;
 
 /**
  * What of `build`'s output may change over a build's life (the ID, creation time and
  * spec XML never do): a response rendered with the same fingerprint is still current.
  */
-export function buildFingerprint(b: PresentedBuild, vm: VirtualMachinesTable | undefined): string {
+export function buildFingerprint(b: PresentedBuild, vm: Row<"virtual_machines"> | undefined): string {
   // Unambiguous without escaping: the free-text values are length-prefixed or last.
   const reason = b.failure_reason === null ? "-" : `${b.failure_reason.length}:${b.failure_reason}`;
   const shown =
@@ -303,7 +282,7 @@ export function buildFingerprint(b: PresentedBuild, vm: VirtualMachinesTable | u
   return `${b.state} ${reason} ${shown}`;
 }
 
-export function build(b: PresentedBuild, specXml: string, vm: VirtualMachinesTable | undefined) {
+export function build(b: PresentedBuild, specXml: string, vm: Row<"virtual_machines"> | undefined) {
   return {
     id: b.id,
     spec_xml: specXml,

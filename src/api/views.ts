@@ -1,5 +1,5 @@
 import type { Kysely } from "kysely";
-import type { Database, VirtualMachinesTable } from "../store/index.js";
+import type { Database, Row } from "../store/index.js";
 import * as present from "./presenters.js";
 
 /** Composite objects that need several rows: the full virtual machine and its list items. */
@@ -57,7 +57,11 @@ export async function ipAddressView(db: Kysely<Database>, ipId: string, baseDoma
   return present.ipAddress(ip, subnet, network, dc, baseDomain);
 }
 
-export async function virtualMachineView(db: Kysely<Database>, vm: VirtualMachinesTable, baseDomain: string) {
+export async function virtualMachineView(
+  db: Kysely<Database>,
+  vm: Row<"virtual_machines">,
+  baseDomain: string,
+) {
   const { zone, dc } = await zoneOf(db, vm.zone_id);
   const org = await db
     .selectFrom("organizations")
@@ -112,7 +116,7 @@ export async function virtualMachineView(db: Kysely<Database>, vm: VirtualMachin
   };
 }
 
-export async function virtualMachineListItem(db: Kysely<Database>, vm: VirtualMachinesTable) {
+export async function virtualMachineListItem(db: Kysely<Database>, vm: Row<"virtual_machines">) {
   const { zone, dc } = await zoneOf(db, vm.zone_id);
   const pkg = vm.package_id
     ? await db.selectFrom("packages").select("name").where("id", "=", vm.package_id).executeTakeFirst()

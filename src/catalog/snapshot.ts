@@ -2,7 +2,7 @@ import type { Kysely } from "kysely";
 import type { CatalogSnapshot } from "../planner/snapshot.js";
 import { canonicalAddress } from "./addresses.js";
 import type { VirtualMachineSpec } from "../spec/index.js";
-import { prepare, readTogether, type Database, type OrganizationsTable } from "../store/index.js";
+import { prepare, readTogether, type Database, type Row } from "../store/index.js";
 
 const VERSION_SETTING = "catalog_version";
 
@@ -101,7 +101,7 @@ export class SnapshotLoader {
     };
   }
 
-  async load(organization: OrganizationsTable, spec: VirtualMachineSpec): Promise<CatalogSnapshot> {
+  async load(organization: Row<"organizations">, spec: VirtualMachineSpec): Promise<CatalogSnapshot> {
     const db = this.db;
     const q = this.queries;
     const org = organization.id;

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Kysely } from "kysely";
 import { sshKeyProblem } from "../spec/index.js";
-import { newId, type Database, type SshKeysTable } from "../store/index.js";
+import { newId, type Database, type Row } from "../store/index.js";
 
 /** OpenSSH's fingerprint: SHA256 of the key blob, unpadded base64. */
 export function sshFingerprint(publicKey: string): string {
@@ -13,7 +13,7 @@ export function sshFingerprint(publicKey: string): string {
 export async function addSshKeyRow(
   db: Kysely<Database>,
   input: { organizationId: string; userId: string | null; name: string; publicKey: string },
-): Promise<{ row: SshKeysTable } | { error: string }> {
+): Promise<{ row: Row<"ssh_keys"> } | { error: string }> {
   const problem = sshKeyProblem(input.publicKey);
   if (problem) return { error: problem };
   const fingerprint = sshFingerprint(input.publicKey);
@@ -24,7 +24,7 @@ export async function addSshKeyRow(
     .where("fingerprint", "=", fingerprint)
     .executeTakeFirst();
   if (duplicate) return { error: `Key has already been added to this organization (${duplicate.id})` };
-  const row: SshKeysTable = {
+  const row: Row<"ssh_keys"> = {
     id: newId("sshKey"),
     organization_id: input.organizationId,
     user_id: input.userId,

@@ -12,7 +12,7 @@ import {
   transactionQuery,
   type Database,
   type GroupCommit,
-  type IpAddressesTable,
+  type Row,
 } from "../store/index.js";
 import { recordedOutcome, recordOutcome, type IdempotencyKey } from "./idempotency.js";
 import { planColumn, type ReservedAddress, type StoredPlan } from "./stored-plan.js";
@@ -219,7 +219,7 @@ async function reserve(
     });
     for (const [index, allocation] of nic.allocations.entries()) {
       const path = `/VirtualMachineSpec/NetworkInterfaces/NetworkInterface[${position + 1}]/IPAddressAllocation[${index + 1}]`;
-      let row: IpAddressesTable | undefined;
+      let row: Row<"ip_addresses"> | undefined;
       if (allocation.kind === "new") {
         try {
           row = await allocateAddress(trx, {

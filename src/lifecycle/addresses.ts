@@ -5,7 +5,7 @@ import {
   newId,
   transactionQuery,
   type Database,
-  type IpAddressesTable,
+  type Row,
 } from "../store/index.js";
 import {
   addressKey,
@@ -67,7 +67,7 @@ const highestAddressKey = transactionQuery(
 export async function allocateAddress(
   trx: Kysely<Database>,
   request: AllocationRequest,
-): Promise<IpAddressesTable> {
+): Promise<Row<"ip_addresses">> {
   const subnets = request.subnetId
     ? await subnetsOf(trx, request.networkId, request.version).then((all) =>
         all.filter((subnet) => subnet.id === request.subnetId),
@@ -78,7 +78,7 @@ export async function allocateAddress(
     const end = keyToBigInt(addressKey(subnet.range_end));
     const candidate = await nextFree(trx, request.networkId, start, end, request.version);
     if (candidate === undefined) continue;
-    const row: IpAddressesTable = {
+    const row: Row<"ip_addresses"> = {
       id: newId("ipAddress"),
       organization_id: request.organizationId,
       network_id: request.networkId,
@@ -157,7 +157,7 @@ export function allocateToOrganization(
     vip: boolean;
     label: string | null;
   },
-): Promise<IpAddressesTable> {
+): Promise<Row<"ip_addresses">> {
   return db.transaction().execute(async (trx) => {
     const row = await allocateAddress(trx, {
       networkId: request.networkId,

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { build, buildFingerprint } from "../../src/api/presenters.js";
-import { BUILD_STATES, VIRTUAL_MACHINE_STATES, type VirtualMachinesTable } from "../../src/store/index.js";
+import { BUILD_STATES, VIRTUAL_MACHINE_STATES, type Row } from "../../src/store/index.js";
 
 const text = fc.string({ unit: "binary", maxLength: 6 });
 const presentedBuild = fc.record({
@@ -21,7 +21,7 @@ const vm = fc.option(
   { nil: undefined },
 );
 type BuildSample = Parameters<typeof build>[0];
-const asVm = (v: Partial<VirtualMachinesTable> | undefined) => v as VirtualMachinesTable | undefined;
+const asVm = (v: Partial<Row<"virtual_machines">> | undefined) => v as Row<"virtual_machines"> | undefined;
 
 describe("buildFingerprint", () => {
   it("changes exactly when what a build read shows, but for its spec XML, changes", () => {
@@ -34,7 +34,7 @@ describe("buildFingerprint", () => {
       fc.property(presentedBuild, vm, presentedBuild, vm, mask, mask, (b1, v1, b, v, buildMask, vmMask) => {
         const b2 = mixed(b1, b, buildMask);
         const v2 = v1 && v ? mixed(v1, v, vmMask) : v;
-        const shown = (b: BuildSample, v: Partial<VirtualMachinesTable> | undefined) =>
+        const shown = (b: BuildSample, v: Partial<Row<"virtual_machines">> | undefined) =>
           JSON.stringify(build(b, "", asVm(v)));
         const sameOutput = shown(b1, v1) === shown(b2, v2);
         const sameFingerprint = buildFingerprint(b1, asVm(v1)) === buildFingerprint(b2, asVm(v2));

@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
 import { ApiError } from "../../errors.js";
-import type { Database, DataCentersTable } from "../../store/index.js";
+import type { Database, Row } from "../../store/index.js";
 import { booleanArgument, lookupArgument, pagination, requireLookup } from "../arguments.js";
 import { pageOf } from "../paging.js";
 import type { Operation, OperationContext } from "../operation.js";
@@ -10,12 +10,12 @@ import { roleIn } from "../../auth/authenticate.js";
 
 /** Read endpoints of the catalog: where VMs can run and what they can be built from. */
 
-async function dataCentersById(db: Kysely<Database>): Promise<Map<string, DataCentersTable>> {
+async function dataCentersById(db: Kysely<Database>): Promise<Map<string, Row<"data_centers">>> {
   const rows = await db.selectFrom("data_centers").selectAll().execute();
   return new Map(rows.map((r) => [r.id, r]));
 }
 
-async function findDataCenter(context: OperationContext): Promise<DataCentersTable> {
+async function findDataCenter(context: OperationContext): Promise<Row<"data_centers">> {
   const lookup = requireLookup(
     context.args,
     "data_center",

@@ -1,6 +1,6 @@
 import { ApiError } from "../../errors.js";
 import { ActionRefused, deleteVirtualMachine, queueAction } from "../../lifecycle/index.js";
-import type { TaskAction, VirtualMachinesTable } from "../../store/index.js";
+import type { TaskAction, Row } from "../../store/index.js";
 import { pagination, paginationObject, requireLookup } from "../arguments.js";
 import type { Operation, OperationContext } from "../operation.js";
 import * as present from "../presenters.js";
@@ -12,7 +12,7 @@ import { annotationsOf, virtualMachineView } from "../views.js";
 const TRASH_SECONDS = 48 * 3600;
 
 /** The VM a request names, if the identity may act on it; a deleted one answers `object_in_trash`. */
-async function findVirtualMachine(context: OperationContext): Promise<VirtualMachinesTable> {
+async function findVirtualMachine(context: OperationContext): Promise<Row<"virtual_machines">> {
   const { db } = context.services;
   const lookup = requireLookup(
     context.args,
