@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Kysely, Transaction } from "kysely";
 import { AddressesExhausted, allocateAddress, isUniqueViolation } from "./addresses.js";
 import type { HostnameGenerator } from "../planner/hostnames.js";
-import type { BuildPlan, KeyValue, PlanProblem } from "../planner/plan.js";
+import type { BuildPlan, KeyValue, PlannedBackupPolicy, PlanProblem } from "../planner/plan.js";
 import {
   insertRow,
   isObject,
@@ -12,6 +12,7 @@ import {
   transactionQuery,
   type Database,
   type GroupCommit,
+  type NewRow,
   type Row,
 } from "../store/index.js";
 import { recordedOutcome, recordOutcome, type IdempotencyKey } from "./idempotency.js";
@@ -61,6 +62,27 @@ export class ReservationFailed extends Error {
 }
 
 const HOSTNAME_ATTEMPTS = 20;
+
+/**
+ * A backup policy of a disk or of a whole VM. Both owner columns are always given, so
+ * every policy row is one compiled statement (insertRow compiles per list of columns).
+ */
+function backupPolicyRow(
+  owner: { diskId?: string; vmId?: string },
+  policy: PlannedBackupPolicy,
+  now: number,
+): NewRow<"disk_backup_policies"> {
+  return {
+    id: newId("backupPolicy"),
+    virtual_machine_id: owner.vmId ?? null,
+    disk_id: owner.diskId ?? null,
+    retention: policy.retention,
+    schedule_interval: policy.interval,
+    schedule_frequency: policy.frequency,
+    schedule_time: policy.time,
+    created_at: now,
+  };
+}
 
 /** A locally administered unicast MAC (first octet 0x52, as QEMU's own) with 40 random bits. */
 function macAddress(): string {
@@ -292,17 +314,8 @@ async function reserve(
       state: "pending",
       created_at: now,
     });
-    for (const policy of disk.backupPolicies) {
-      await insertRow(trx, "disk_backup_policies", {
-        id: newId("backupPolicy"),
-        disk_id: diskId,
-        retention: policy.retention,
-        schedule_interval: policy.interval,
-        schedule_frequency: policy.frequency,
-        schedule_time: policy.time,
-        created_at: now,
-      });
-    }
+    for (const policy of disk.backupPolicies)
+      await insertRow(trx, "disk_backup_policies", backupPolicyRow({ diskId }, policy, now));
   }
   for (const [index, diskId] of plan.sharedDiskIds.entries()) {
     const attached = await trx
@@ -320,17 +333,8 @@ async function reserve(
     }
   }
   if (problems.length > 0) throw new ReservationFailed(problems);
-  for (const policy of plan.backupPolicies) {
-    await insertRow(trx, "disk_backup_policies", {
-      id: newId("backupPolicy"),
-      virtual_machine_id: vmId,
-      retention: policy.retention,
-      schedule_interval: policy.interval,
-      schedule_frequency: policy.frequency,
-      schedule_time: policy.time,
-      created_at: now,
-    });
-  }
+  for (const policy of plan.backupPolicies)
+    await insertRow(trx, "disk_backup_policies", backupPolicyRow({ vmId }, policy, now));
 
   // Tags, created on first use.
   for (const [index, name] of plan.tags.entries()) {
