@@ -95,6 +95,10 @@ export async function buildApp(options: AppOptions): Promise<Api> {
   // GETs that arrive from the network in one poll phase may share a read snapshot (see
   // store/snapshot-reader.ts). Other methods write, and a write ends the snapshot
   // anyway. Injected requests (tests) do not arrive in a poll phase.
+  // Properties set on every request are declared up front, so requests keep one shape.
+  app.decorateRequest("rateLimit", undefined);
+  app.decorateRequest("identity", undefined);
+
   app.server.prependListener("request", (request: { method?: string }) => {
     if (request.method === "GET") shareReadsUntilTurnEnds(services.db);
   });

@@ -14,6 +14,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .on("tasks")
     .columns(["object_id", "queue_position"])
     .unique()
+    // Only actions queue: build tasks (most rows) pay nothing for it.
+    .where(sql.ref("queue_position"), "is not", null)
     .execute();
   await sql`delete from idempotency_keys`.execute(db);
   await db.schema.alterTable("idempotency_keys").dropColumn("response_status").execute();
