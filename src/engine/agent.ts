@@ -2,7 +2,7 @@ import { join } from "node:path";
 import type { Kysely } from "kysely";
 import type { HostDriver, StepTimeouts } from "../hosts/driver.js";
 import { createDriver } from "../hosts/registry.js";
-import type { Database } from "../store/index.js";
+import { isDatabaseUnavailable, type Database } from "../store/index.js";
 import { Worker } from "./worker.js";
 
 export interface AgentOptions {
@@ -44,39 +44,50 @@ export class HostAgent {
   private async startWhenListed(): Promise<void> {
     let warned = false;
     while (!this.stopped) {
-      const host = await this.findHost();
-      if (host) {
-        const driver = createDriver(host.driver, {
-          hostName: host.name,
-          namespace: host.namespace,
-          dataDir: this.options.dataDir,
-          log: (message) => this.options.log(message),
-        });
-        this.driver = this.options.instrument ? this.options.instrument(driver) : driver;
-        this.worker = new Worker({
-          db: this.options.db,
-          driver: this.driver,
-          hostName: host.name,
-          templatesDir: this.templatesDir,
-          ...(this.options.timeouts ? { timeouts: this.options.timeouts } : {}),
-          ...(this.options.leaseSeconds ? { leaseSeconds: this.options.leaseSeconds } : {}),
-          ...(this.options.pollMs ? { pollMs: this.options.pollMs } : {}),
-          log: this.options.log,
-        });
-        await this.worker.start();
-        this.options.log(`host agent running host ${host.name}`);
-        return;
-      }
-      if (!warned) {
-        this.options.log(
-          this.options.hostName
-            ? `no host "${this.options.hostName}" in the catalog yet; waiting for it (trebuchet admin catalog apply)`
-            : "the catalog has no single host to run yet; waiting (trebuchet admin catalog apply, or --host NAME)",
-        );
-        warned = true;
+      try {
+        if (await this.startListedHost()) return;
+        if (!warned) {
+          this.options.log(
+            this.options.hostName
+              ? `no host "${this.options.hostName}" in the catalog yet; waiting for it (trebuchet admin catalog apply)`
+              : "the catalog has no single host to run yet; waiting (trebuchet admin catalog apply, or --host NAME)",
+          );
+          warned = true;
+        }
+      } catch (error) {
+        // A database outage at start-up is waited out like any other.
+        if (!isDatabaseUnavailable(error)) throw error;
+        this.options.log("the host agent waits for the database to start", { err: (error as Error).message });
       }
       await new Promise((resolve) => setTimeout(resolve, 2000));
     }
+  }
+
+  /** Starts the worker of the catalog's host, if it is listed. */
+  private async startListedHost(): Promise<boolean> {
+    const host = await this.findHost();
+    if (!host) return false;
+    const driver = createDriver(host.driver, {
+      hostName: host.name,
+      namespace: host.namespace,
+      dataDir: this.options.dataDir,
+      log: (message) => this.options.log(message),
+    });
+    this.driver = this.options.instrument ? this.options.instrument(driver) : driver;
+    const worker = new Worker({
+      db: this.options.db,
+      driver: this.driver,
+      hostName: host.name,
+      templatesDir: this.templatesDir,
+      ...(this.options.timeouts ? { timeouts: this.options.timeouts } : {}),
+      ...(this.options.leaseSeconds ? { leaseSeconds: this.options.leaseSeconds } : {}),
+      ...(this.options.pollMs ? { pollMs: this.options.pollMs } : {}),
+      log: this.options.log,
+    });
+    await worker.start();
+    this.worker = worker;
+    this.options.log(`host agent running host ${host.name}`);
+    return true;
   }
 
   private async findHost() {

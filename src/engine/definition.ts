@@ -79,7 +79,7 @@ export async function loadVmDefinition(
 
   // The build recorded which interface each address was allocated for.
   const positionOf = new Map<string, number>();
-  for (const a of plan.addresses) positionOf.set(a.id, a.interface);
+  for (const a of plan.addresses ?? []) positionOf.set(a.id, a.interface);
   const interfaces: GuestInterface[] = nics.map((nic) => ({
     id: nic.id,
     mac: nic.mac_address,

@@ -51,9 +51,10 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * back through the lifecycle, which writes only while the lease is this worker's.
  *
  * While the database is unavailable the worker waits: claims stop, and the jobs in hand
- * retry their next write until it is back (their leases cannot be taken meanwhile, as
- * nobody else can write either). A job whose lease was taken stops at once, cleans up
- * what it made on its host, and writes nothing more.
+ * retry their next write until it is back (nobody can take their leases during the
+ * outage, and for one lease period after it no worker that saw the outage takes over an
+ * expired lease, so the heartbeats renew them first). A job whose lease was taken stops
+ * at its next step, cleans up what it made on its host, and writes nothing more.
  */
 export class Worker {
   private readonly holder: LeaseHolder;
@@ -71,6 +72,8 @@ export class Worker {
   private readonly active = new Set<Promise<void>>();
   /** Aborted by stop(): jobs stop waiting for an unavailable database. */
   private readonly stopping = new AbortController();
+  /** Whether the loop is waiting out an outage (logged once per outage). */
+  private waitingForDatabase = false;
 
   constructor(private readonly options: WorkerOptions) {
     this.holder = new LeaseHolder(options.hostName, options.leaseSeconds ?? 30);
@@ -126,7 +129,7 @@ export class Worker {
     this.holder.held.add(lease.token);
     const beat = heartbeat(this.db, lease, () => {
       lost = true;
-      this.log(`${lease.id}: lease lost; stopping`);
+      this.log(`${lease.id}: its lease was taken; stopping at the next step`);
     });
     const running: Promise<void> = job(() => lost)
       .catch((error: Error) => this.log("job failed unexpectedly", { err: error.message }))
@@ -150,10 +153,16 @@ export class Worker {
           lastReconcile = Date.now();
           await this.reconcile();
         }
+        if (this.waitingForDatabase) this.log("the database is back; claiming again");
+        this.waitingForDatabase = false;
       } catch (error) {
-        this.log(isDatabaseUnavailable(error) ? "worker waiting for the database" : "worker loop error", {
-          err: (error as Error).message,
-        });
+        if (!isDatabaseUnavailable(error)) this.log("worker loop error", { err: (error as Error).message });
+        else {
+          this.holder.noteOutage();
+          if (!this.waitingForDatabase)
+            this.log("the database is unavailable; waiting", { err: (error as Error).message });
+          this.waitingForDatabase = true;
+        }
       }
       if (!worked && !this.poked && this.running) {
         await new Promise<void>((resolve) => {
@@ -170,7 +179,7 @@ export class Worker {
 
   /** A write of the job's progress, waited for through a database outage. */
   private write<T>(work: () => Promise<T>): Promise<T> {
-    return untilAvailable(work, this.stopping.signal);
+    return untilAvailable(work, { signal: this.stopping.signal, onWait: () => this.holder.noteOutage() });
   }
 
   // ---- builds ----
@@ -214,18 +223,23 @@ export class Worker {
       this.log(`build ${buildId}: complete`);
     } catch (error) {
       if (error instanceof LeaseLost || lost()) return this.abandon(build.lease, vmId);
-      if (isDatabaseUnavailable(error)) {
+      if (isDatabaseUnavailable(error) && this.stopping.signal.aborted) {
         // Stopping while the database is away: the lease runs out and the next worker starts over.
         this.log(`build ${buildId}: left to the next worker (database unavailable while stopping)`);
         return;
       }
       const reason =
         error instanceof HostError ? error.message : `internal error: ${(error as Error).message}`;
+      // The failure is recorded (under the lease) before the host is cleaned: a job whose
+      // lease was taken meanwhile must not destroy what the new claim is making.
+      try {
+        await this.write(() => failBuild(this.db, build, reason));
+      } catch (failure) {
+        if (failure instanceof LeaseLost) return this.abandon(build.lease, vmId);
+        throw failure;
+      }
       this.log(`build ${buildId}: failed: ${reason}`);
       await this.destroyQuietly(vmId, `build ${buildId}`);
-      await this.write(() => failBuild(this.db, build, reason)).catch((failure: unknown) => {
-        if (!(failure instanceof LeaseLost)) throw failure;
-      });
     }
   }
 
@@ -242,8 +256,9 @@ export class Worker {
       .where("id", "=", vmId)
       .executeTakeFirst()
       .catch(() => undefined);
-    if (lease.table === "tasks" || vm?.host_id === this.host.id) {
-      this.log(`${lease.id}: lease lost to another claim on this host; leaving the VM to it`);
+    // Unknown (the database is away again) counts as "this host": the next claim cleans up.
+    if (lease.table === "tasks" || vm === undefined || vm.host_id === this.host.id) {
+      this.log(`${lease.id}: lease taken by another claim; leaving the VM to it`);
       return;
     }
     this.log(`${lease.id}: lease lost; removing what this worker made on host ${this.host.name}`);
@@ -263,13 +278,17 @@ export class Worker {
   private async nextTask(): Promise<boolean> {
     const task = await claimTask(this.db, this.holder, this.host.id);
     if (!task) return false;
-    this.spawn(task.lease, () => this.executeTask(task));
+    this.spawn(task.lease, (lost) => this.executeTask(task, lost));
     return true;
   }
 
-  private async executeTask(task: ClaimedTask): Promise<void> {
+  private async executeTask(task: ClaimedTask, lost: () => boolean): Promise<void> {
     const { driver } = this.options;
     const { vmId, action } = task;
+    /** Before each call on the host: a job whose lease was taken touches the VM no more. */
+    const stillMine = () => {
+      if (lost()) throw new LeaseLost(task.lease);
+    };
     try {
       const decision = decideAction(action, await driver.state(vmId));
       if (!decision.run) {
@@ -279,10 +298,12 @@ export class Worker {
       }
       this.log(`task ${task.taskId}: ${action} ${vmId}`);
       await this.write(() => actionStep(this.db, task, decision.during));
+      stillMine();
       switch (action) {
         case "start": {
           const since = await driver.consoleSize(vmId);
           await driver.start(vmId);
+          stillMine();
           await driver.waitReady(vmId, since, this.timeouts.ready);
           break;
         }
@@ -296,6 +317,7 @@ export class Worker {
         case "reset": {
           const since = await driver.consoleSize(vmId);
           await driver.reset(vmId);
+          stillMine();
           await driver.waitReady(vmId, since, this.timeouts.ready);
           break;
         }
@@ -306,7 +328,8 @@ export class Worker {
       await this.write(() => finishTask(this.db, task, decision.after));
     } catch (error) {
       if (error instanceof LeaseLost) return this.abandon(task.lease, vmId);
-      if (isDatabaseUnavailable(error)) return;
+      // Stopping while the database is away: the lease runs out and the action runs again.
+      if (isDatabaseUnavailable(error) && this.stopping.signal.aborted) return;
       const reason = (error as Error).message;
       this.log(`task ${task.taskId}: failed: ${reason}`);
       const power = await driver.state(vmId).catch(() => "missing" as const);

@@ -5,7 +5,6 @@ import { anotherHostHasRoom, hasRoom, needsOf, unplaceableReason } from "./place
 import { releaseVm } from "./release.js";
 import { setVmState } from "./vms.js";
 import { buildStatesAllowing, nextBuildState } from "./states.js";
-import { planColumn, type StoredPlan } from "./stored-plan.js";
 
 /**
  * A build's life after acceptance (accept.ts): claimed by the worker of a host with room,
@@ -20,7 +19,6 @@ export interface ClaimedBuild {
   vmId: string;
   /** This claim's attempt, from 1; a crash mid-build costs one. */
   attempt: number;
-  plan: StoredPlan;
 }
 
 export type BuildClaim =
@@ -46,7 +44,7 @@ export async function claimBuild(
       trx,
       trx
         .selectFrom("builds")
-        .select(["id", "state", "task_id", "virtual_machine_id", "attempts", "plan_json"])
+        .select(["id", "state", "task_id", "virtual_machine_id", "attempts"])
         .where("virtual_machine_id", "in", (eb) =>
           eb
             .selectFrom("virtual_machines")
@@ -88,28 +86,22 @@ export async function claimBuild(
         taskId: build.task_id,
         vmId: needs.vmId,
         attempt: build.attempts + 1,
-        plan: planColumn.decode(build.plan_json),
       },
     } as const;
   });
   if (claimed.kind !== "full") return claimed;
-  // Another host of the data center may have room; only fail when none has.
-  if (await anotherHostHasRoom(db, host, claimed.needs)) return { kind: "elsewhere" };
+  // Another host of the data center may have room; only fail when none has. A build
+  // another worker holds (an expired lease) is not failed from here: only a claim takes it.
+  if (claimed.build.state !== "pending" || (await anotherHostHasRoom(db, host, claimed.needs)))
+    return { kind: "elsewhere" };
   const reason = await unplaceableReason(db, host, claimed.needs);
   const failed = await db.transaction().execute(async (trx) => {
-    // Only as it was seen: a build another worker claimed meanwhile is its to finish.
+    // Only while still pending: a build another worker claimed meanwhile is its to finish.
     const written = await trx
       .updateTable("builds")
-      .set({
-        state: "failed",
-        failure_reason: reason,
-        lease_owner: null,
-        lease_expires_at: null,
-        updated_at: now(),
-      })
+      .set({ state: nextBuildState("pending", "fail")!, failure_reason: reason, updated_at: now() })
       .where("id", "=", claimed.build.id)
-      .where("state", "=", claimed.build.state)
-      .where("attempts", "=", claimed.build.attempts)
+      .where("state", "=", "pending")
       .executeTakeFirst();
     if (Number(written.numUpdatedRows) !== 1) return false;
     await recordFailure(trx, claimed.build.task_id, claimed.needs.vmId, reason);

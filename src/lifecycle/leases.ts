@@ -29,6 +29,8 @@ export class LeaseHolder {
   readonly id: string;
   /** Tokens of the jobs this worker is running now: never taken over by its own claims. */
   readonly held = new Set<string>();
+  /** When this worker last found the database unavailable (ms). */
+  private outageAt = -Infinity;
 
   constructor(
     readonly hostName: string,
@@ -42,6 +44,15 @@ export class LeaseHolder {
   }
 
   /**
+   * The database was unavailable to this worker just now. Other workers could not renew
+   * their leases during the outage either, so for one lease period after it this worker
+   * takes over no expired lease: their heartbeats renew them first.
+   */
+  noteOutage(): void {
+    this.outageAt = Date.now();
+  }
+
+  /**
    * A lease nobody holds any more: expired (and not one of this worker's running jobs,
    * whose heartbeat may just have been kept from the database), or held by an earlier
    * incarnation of this host's worker (one worker per host, so that one is dead).
@@ -50,9 +61,13 @@ export class LeaseHolder {
     const host = `${this.hostName}:`;
     const mine = `${this.id}/`;
     const held = [...this.held];
-    const notMine =
-      held.length > 0 ? sql<SqlBool>`lease_owner not in (${sql.join(held)})` : sql<SqlBool>`1 = 1`;
-    return sql<SqlBool>`((lease_expires_at < ${t} and ${notMine}) or (substr(lease_owner, 1, ${host.length}) = ${host} and substr(lease_owner, 1, ${mine.length}) <> ${mine}))`;
+    const recovering = Date.now() - this.outageAt < this.seconds * 1000;
+    const expired = recovering
+      ? sql<SqlBool>`1 = 0`
+      : held.length > 0
+        ? sql<SqlBool>`lease_expires_at < ${t} and lease_owner not in (${sql.join(held)})`
+        : sql<SqlBool>`lease_expires_at < ${t}`;
+    return sql<SqlBool>`((${expired}) or (substr(lease_owner, 1, ${host.length}) = ${host} and substr(lease_owner, 1, ${mine.length}) <> ${mine}))`;
   }
 }
 
@@ -107,12 +122,16 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * until it succeeds, fails for another reason, or `signal` is aborted. Workers wait an
  * outage out this way instead of failing the builds and tasks in their hands.
  */
-export async function untilAvailable<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+export async function untilAvailable<T>(
+  work: () => Promise<T>,
+  options: { signal?: AbortSignal; onWait?: (error: unknown) => void } = {},
+): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await work();
     } catch (error) {
-      if (!isDatabaseUnavailable(error) || signal?.aborted) throw error;
+      if (!isDatabaseUnavailable(error) || options.signal?.aborted) throw error;
+      options.onWait?.(error);
       await sleep(Math.min(2000, 100 * 2 ** attempt));
     }
   }

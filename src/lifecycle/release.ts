@@ -14,7 +14,7 @@ export async function releaseVm(trx: Kysely<Database>, vmId: string): Promise<vo
     .where("virtual_machine_id", "=", vmId)
     .orderBy("created_at", "desc")
     .executeTakeFirst();
-  const addresses = build ? planColumn.decode(build.plan_json).addresses : [];
+  const addresses = (build ? planColumn.decode(build.plan_json).addresses : undefined) ?? [];
   const kept = addresses.filter((a) => a.kind === "existing").map((a) => a.id);
   const held = await trx
     .selectFrom("ip_addresses")

@@ -1,8 +1,9 @@
 /**
  * The state machines of builds, tasks and virtual machines: pure functions over typed
- * states, no I/O. Every write in `lifecycle/` that moves a state asks these first and
- * makes its update conditional on the state it started from, so a transition the
- * machine does not allow can never be written.
+ * states, no I/O. The lifecycle's claims, completions, failures and cancellations take
+ * their next state from these and are conditional on the state they start from; the
+ * steps a worker reports in between (progress, the VM's passing states) are guarded by
+ * the worker's lease instead (leases.ts).
  */
 import type { PowerState } from "../hosts/driver.js";
 import type { BuildState, TaskAction, TaskStatus, VirtualMachineState } from "../store/index.js";
@@ -56,9 +57,6 @@ export function taskStatusesAllowing(event: TaskEvent): TaskStatus[] {
 }
 
 // ---- virtual machines: which actions a state accepts ----
-
-/** States a VM rests in between actions; the others exist only while an action or a build runs. */
-export const RESTING_STATES = ["stopped", "started"] as const satisfies readonly VirtualMachineState[];
 
 /**
  * May this action be queued for a VM in this state? Actions queue behind the one that

@@ -15,7 +15,7 @@ export interface ReservedAddress {
 
 /** `builds.plan_json`: the plan resolved at acceptance, with the hostname and addresses it got. */
 export interface StoredPlan extends BuildPlan {
-  addresses: ReservedAddress[];
+  addresses?: ReservedAddress[];
 }
 
 export const planColumn = jsonColumn<StoredPlan>(
@@ -24,7 +24,8 @@ export const planColumn = jsonColumn<StoredPlan>(
     isObject(value) &&
     typeof value.organizationId === "string" &&
     typeof value.hostname === "string" &&
-    Array.isArray(value.addresses) &&
+    // Plans recorded before addresses were kept with them have none.
+    (value.addresses === undefined || Array.isArray(value.addresses)) &&
     Array.isArray(value.interfaces) &&
     Array.isArray(value.disks),
 );

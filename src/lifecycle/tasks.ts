@@ -27,8 +27,15 @@ export const TASK_NAMES: Record<TaskAction, string> = {
   delete: "Delete virtual machine",
 };
 
-/** The VM cannot take actions now (still being built, failed, deleted meanwhile). */
-export class ActionRefused extends Error {}
+/** The VM cannot take actions now: deleted meanwhile, or still being built, or failed. */
+export class ActionRefused extends Error {
+  constructor(
+    readonly reason: "deleted" | "not_ready",
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 export const CANCELLED_BY_DELETION = "cancelled: the virtual machine was deleted before this action ran";
 
@@ -42,7 +49,8 @@ async function lockActionableVm(trx: Transaction<Database>, vmId: string): Promi
     trx,
     trx.selectFrom("virtual_machines").selectAll().where("id", "=", vmId),
   ).executeTakeFirst();
-  if (!vm || vm.deleted_at !== null) throw new ActionRefused("the virtual machine has been deleted");
+  if (!vm || vm.deleted_at !== null)
+    throw new ActionRefused("deleted", "the virtual machine has been deleted");
   const build = await trx
     .selectFrom("builds")
     .select("state")
@@ -50,8 +58,11 @@ async function lockActionableVm(trx: Transaction<Database>, vmId: string): Promi
     .orderBy("created_at", "desc")
     .executeTakeFirst();
   if (build && build.state !== "complete")
-    throw new ActionRefused(`the virtual machine's build is ${build.state}; try again when it is complete`);
-  if (!acceptsActions(vm.state)) throw new ActionRefused(`the virtual machine is ${vm.state}`);
+    throw new ActionRefused(
+      "not_ready",
+      `the virtual machine's build is ${build.state}; try again when it is complete`,
+    );
+  if (!acceptsActions(vm.state)) throw new ActionRefused("not_ready", `the virtual machine is ${vm.state}`);
   return vm;
 }
 

@@ -116,7 +116,9 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       query_timeout: timeoutMs + 1000,
       types: pgTypes(driver),
     });
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: resilientPool(pool, driver) }) });
+    const db = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: resilientPool(pool, driver, timeoutMs + 1000) }),
+    });
     store = {
       db,
       groupCommit: new GroupCommit(db),

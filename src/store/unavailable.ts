@@ -1,9 +1,11 @@
 /**
  * Which failures mean "the database is unavailable" (an operator's problem, answered 503
  * and waited out by workers) rather than "this statement is wrong" (a bug, answered 500).
- * Recognised by code only: SQLSTATE classes for PostgreSQL's own answers, Node's socket
- * codes, SQLite's result codes, and UNREACHABLE for failures the pg client raises
- * without a code (see postgres-pool.ts).
+ * Recognised by code only: SQLSTATEs for PostgreSQL's own answers, SQLite's result
+ * codes, and UNREACHABLE, which the pg pool gives to connection failures (see
+ * postgres-pool.ts). Node's socket codes are not here: the pool has already turned the
+ * database's into UNREACHABLE, and anything else with them (a QEMU monitor socket) is
+ * not the database.
  */
 
 /** Code given to connection failures the pg client reports without one. */
@@ -11,22 +13,15 @@ export const UNREACHABLE = "TREBUCHET_DATABASE_UNREACHABLE";
 
 const CODES = new Set([
   UNREACHABLE,
-  // Node's socket errors.
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ETIMEDOUT",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EPIPE",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  // PostgreSQL: too many connections, statement or lock timeout (57014, 55P03), server shutting down.
-  "53300",
+  // PostgreSQL: statement or lock timeout, server shutting down or starting, a standby
+  // answering a write after a failover, I/O error (53xxx, out of resources, is a class below).
   "57014",
   "55P03",
   "57P01",
   "57P02",
   "57P03",
+  "25006",
+  "58030",
   // SQLite: locked, busy, read-only, I/O, full, cannot open.
   "SQLITE_BUSY",
   "SQLITE_LOCKED",
@@ -36,8 +31,8 @@ const CODES = new Set([
   "SQLITE_FULL",
 ]);
 
-/** SQLSTATE classes that are all about the connection: 08 (connection exception). */
-const CLASSES = ["08"];
+/** SQLSTATE classes that are all about the server: 08 (connection exception), 53 (insufficient resources). */
+const CLASSES = ["08", "53"];
 
 export function isDatabaseUnavailable(error: unknown): boolean {
   if (!error || typeof error !== "object") return false;

@@ -55,6 +55,8 @@ async function queueing<T>(context: OperationContext, queue: () => Promise<T>): 
     context.services.notifyWork?.();
     return queued;
   } catch (error) {
+    // Deleted since it was looked up: answer as a lookup now would (object_in_trash).
+    if (error instanceof ActionRefused && error.reason === "deleted") await findVirtualMachine(context);
     if (error instanceof ActionRefused) throw new ApiError("task_queueing_error", { details: error.message });
     throw error;
   }

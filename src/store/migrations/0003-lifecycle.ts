@@ -9,6 +9,12 @@ import { sql, type Kysely } from "kysely";
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema.alterTable("tasks").addColumn("queue_position", "bigint").execute();
+  // Actions already queued keep their order: by creation, per VM.
+  await sql`update tasks set queue_position = (
+      select count(*) from tasks earlier
+      where earlier.object_id = tasks.object_id and earlier.action is not null
+        and (earlier.created_at < tasks.created_at or (earlier.created_at = tasks.created_at and earlier.id <= tasks.id)))
+    where action is not null`.execute(db);
   await db.schema
     .createIndex("tasks_object_queue")
     .on("tasks")
