@@ -71,7 +71,16 @@ describe("isDatabaseUnavailable", () => {
       "SQLITE_IOERR_WRITE",
     ])
       expect(isDatabaseUnavailable(withCode(code)), code).toBe(true);
-    for (const code of ["ECONNREFUSED", "EPIPE", "23505", "42P01", "SQLITE_CONSTRAINT_UNIQUE", "SQLITE_ERROR", "08", "FST_ERR_X"])
+    for (const code of [
+      "ECONNREFUSED",
+      "EPIPE",
+      "23505",
+      "42P01",
+      "SQLITE_CONSTRAINT_UNIQUE",
+      "SQLITE_ERROR",
+      "08",
+      "FST_ERR_X",
+    ])
       expect(isDatabaseUnavailable(withCode(code)), code).toBe(false);
     expect(isDatabaseUnavailable(new Error("Connection terminated unexpectedly"))).toBe(false);
     expect(isDatabaseUnavailable(undefined)).toBe(false);
