@@ -1,5 +1,5 @@
 /**
- * The 257 golden vectors of go-katapult's buildspec package (shared/reference/spec-vectors):
+ * The 257 golden vectors of go-katapult's buildspec package (test/fixtures/spec-vectors):
  * cross-format equality, writer round trip and byte-exact output.
  */
 import { readdirSync, readFileSync } from "node:fs";
@@ -14,7 +14,7 @@ import { readXmlTree, type XmlElement } from "../../src/spec/xml-tree.js";
 import * as W from "../../src/spec/xml-writer.js";
 import { parseSpec, type VirtualMachineSpec } from "../../src/spec/index.js";
 
-const VECTORS = new URL("../../../shared/reference/spec-vectors/", import.meta.url).pathname;
+const VECTORS = new URL("../fixtures/spec-vectors/", import.meta.url).pathname;
 
 function field(...keys: string[]): FieldType {
   let type: FieldType = SPEC_SCHEMA;
