@@ -2,7 +2,7 @@ import { isAbsolute, join } from "node:path";
 import type { Kysely } from "kysely";
 import { parseCidr } from "../catalog/addresses.js";
 import type { GuestInterface, VmDefinition } from "../hosts/driver.js";
-import { planColumn } from "../lifecycle/index.js";
+import { storedPlanOf } from "../lifecycle/index.js";
 import type { Database } from "../store/index.js";
 import { dnsServersColumn } from "../catalog/columns.js";
 
@@ -26,13 +26,8 @@ export async function loadVmDefinition(
     .selectAll()
     .where("id", "=", vmId)
     .executeTakeFirstOrThrow();
-  const build = await db
-    .selectFrom("builds")
-    .select("plan_json")
-    .where("virtual_machine_id", "=", vmId)
-    .orderBy("created_at", "desc")
-    .executeTakeFirstOrThrow();
-  const plan = planColumn.decode(build.plan_json);
+  const plan = await storedPlanOf(db, vmId);
+  if (!plan) throw new Error(`virtual machine ${vmId} has no build`);
   const version = await db
     .selectFrom("disk_template_versions")
     .selectAll()

@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
 import type { Database } from "../store/index.js";
-import { planColumn } from "./stored-plan.js";
+import { storedPlanOf } from "./stored-plan.js";
 
 /**
  * Gives back what a VM held, in the transaction given: addresses it was given as new
@@ -8,13 +8,7 @@ import { planColumn } from "./stored-plan.js";
  * (unallocated), its own disks are marked deleted, shared disks are detached. Idempotent.
  */
 export async function releaseVm(trx: Kysely<Database>, vmId: string): Promise<void> {
-  const build = await trx
-    .selectFrom("builds")
-    .select("plan_json")
-    .where("virtual_machine_id", "=", vmId)
-    .orderBy("created_at", "desc")
-    .executeTakeFirst();
-  const addresses = (build ? planColumn.decode(build.plan_json).addresses : undefined) ?? [];
+  const addresses = (await storedPlanOf(trx, vmId))?.addresses ?? [];
   const kept = addresses.filter((a) => a.kind === "existing").map((a) => a.id);
   const held = await trx
     .selectFrom("ip_addresses")

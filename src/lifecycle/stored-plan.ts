@@ -1,5 +1,6 @@
+import type { Kysely } from "kysely";
 import type { BuildPlan } from "../planner/plan.js";
-import { isObject, jsonColumn } from "../store/index.js";
+import { isObject, jsonColumn, type Database } from "../store/index.js";
 
 /** An address a build holds, as recorded with its plan. */
 export interface ReservedAddress {
@@ -29,3 +30,14 @@ export const planColumn = jsonColumn<StoredPlan>(
     Array.isArray(value.interfaces) &&
     Array.isArray(value.disks),
 );
+
+/** The plan of a VM's latest build (the one that made it), if it has one. */
+export async function storedPlanOf(db: Kysely<Database>, vmId: string): Promise<StoredPlan | undefined> {
+  const build = await db
+    .selectFrom("builds")
+    .select("plan_json")
+    .where("virtual_machine_id", "=", vmId)
+    .orderBy("created_at", "desc")
+    .executeTakeFirst();
+  return build ? planColumn.decode(build.plan_json) : undefined;
+}

@@ -66,6 +66,17 @@ describe.each(DIALECTS)("queues and leases on %s", (dialect) => {
     return { buildId, vmId: row.virtual_machine_id! };
   }
 
+  const complete = (buildId: string) =>
+    eventually(
+      async () =>
+        (await db().selectFrom("builds").select("state").where("id", "=", buildId).executeTakeFirst())
+          ?.state === "complete"
+          ? true
+          : undefined,
+      20_000,
+      `build ${buildId} complete`,
+    );
+
   const act = async (vmId: string, action: string) => {
     const response =
       action === "delete"
@@ -85,14 +96,7 @@ describe.each(DIALECTS)("queues and leases on %s", (dialect) => {
     const { worker: w, driver, fake } = worker();
     await w.start();
     const { buildId, vmId } = await buildOne("ordered");
-    await eventually(
-      async () =>
-        (await db().selectFrom("builds").select("state").where("id", "=", buildId).executeTakeFirst())
-          ?.state === "complete"
-          ? true
-          : undefined,
-      20_000,
-    );
+    await complete(buildId);
     // Queued while the worker is away, so they are all waiting when it comes back.
     await w.stop();
     for (const action of ["stop", "start", "reset", "shutdown", "start", "stop"]) await act(vmId, action);
@@ -219,14 +223,7 @@ describe.each(DIALECTS)("queues and leases on %s", (dialect) => {
     const outage = await takeDatabaseAway(api.store);
     await new Promise((resolve) => setTimeout(resolve, 6000));
     await outage.end();
-    await eventually(
-      async () =>
-        (await db().selectFrom("builds").select("state").where("id", "=", buildId).executeTakeFirst())
-          ?.state === "complete"
-          ? true
-          : undefined,
-      20_000,
-    );
+    await complete(buildId);
     const build = await db()
       .selectFrom("builds")
       .selectAll()
