@@ -15,6 +15,7 @@ import {
   LeaseHolder,
   LeaseLost,
   recordObservedState,
+  renewLease,
   stateOfPower,
   untilAvailable,
   type ClaimedBuild,
@@ -230,16 +231,18 @@ export class Worker {
       }
       const reason =
         error instanceof HostError ? error.message : `internal error: ${(error as Error).message}`;
-      // The failure is recorded (under the lease) before the host is cleaned: a job whose
-      // lease was taken meanwhile must not destroy what the new claim is making.
+      // The host is cleaned only under a freshly renewed lease (a job whose lease was taken
+      // must not destroy what the new claim is making), and before the failure is
+      // recorded: a build the API shows as failed has left nothing on its host.
       try {
+        await this.write(() => renewLease(this.db, build.lease));
+        await this.destroyQuietly(vmId, `build ${buildId}`);
         await this.write(() => failBuild(this.db, build, reason));
       } catch (failure) {
         if (failure instanceof LeaseLost) return this.abandon(build.lease, vmId);
         throw failure;
       }
       this.log(`build ${buildId}: failed: ${reason}`);
-      await this.destroyQuietly(vmId, `build ${buildId}`);
     }
   }
 

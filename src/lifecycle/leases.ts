@@ -95,6 +95,15 @@ export async function withLease<T>(
 }
 
 /**
+ * Proves the lease is still this claim's and renews it for a whole lease period: work
+ * on the host done right after cannot be undercut by a takeover (a claim needs the
+ * lease expired). Throws LeaseLost otherwise.
+ */
+export function renewLease(db: Kysely<Database>, lease: Lease): Promise<void> {
+  return withLease(db, lease, async () => undefined);
+}
+
+/**
  * Renews a lease every third of its length until stopped; `onLost` is called once if a
  * renewal finds the lease gone. A renewal the database could not take (an outage) is
  * not a loss: the next one tries again, and nobody can claim the row meanwhile either.
@@ -103,7 +112,7 @@ export function heartbeat(db: Kysely<Database>, lease: Lease, onLost: () => void
   let lost = false;
   const timer = setInterval(
     () => {
-      withLease(db, lease, async () => undefined).catch((error: unknown) => {
+      renewLease(db, lease).catch((error: unknown) => {
         if (error instanceof LeaseLost && !lost) {
           lost = true;
           onLost();
