@@ -3,6 +3,7 @@ import {
   insertRow,
   lockedForUpdate,
   newId,
+  retryingConflicts,
   type Database,
   type Row,
   type TaskAction,
@@ -96,7 +97,9 @@ export function queueAction(
   vmId: string,
   action: Exclude<TaskAction, "delete">,
 ): Promise<QueuedTask> {
-  return db.transaction().execute(async (trx) => enqueue(trx, await lockActionableVm(trx, vmId), action));
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => enqueue(trx, await lockActionableVm(trx, vmId), action)),
+  );
 }
 
 /**
@@ -105,29 +108,31 @@ export function queueAction(
  * (behind an action that is running, which finishes first).
  */
 export function deleteVirtualMachine(db: Kysely<Database>, vmId: string, keepUntil: number) {
-  return db.transaction().execute(async (trx) => {
-    const vm = await lockActionableVm(trx, vmId);
-    const t = now();
-    const trash = {
-      id: newId("trashObject"),
-      object_type: "VirtualMachine",
-      object_id: vm.id,
-      organization_id: vm.organization_id,
-      keep_until: keepUntil,
-      created_at: t,
-    };
-    await trx.updateTable("virtual_machines").set({ deleted_at: t }).where("id", "=", vm.id).execute();
-    await insertRow(trx, "trash_objects", trash);
-    await trx
-      .updateTable("tasks")
-      .set({ status: nextTaskStatus("pending", "cancel")!, error: CANCELLED_BY_DELETION, finished_at: t })
-      .where("object_id", "=", vm.id)
-      .where("action", "is not", null)
-      .where("status", "in", taskStatusesAllowing("cancel"))
-      .execute();
-    const task = await enqueue(trx, vm, "delete");
-    return { vm, trash, task };
-  });
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => {
+      const vm = await lockActionableVm(trx, vmId);
+      const t = now();
+      const trash = {
+        id: newId("trashObject"),
+        object_type: "VirtualMachine",
+        object_id: vm.id,
+        organization_id: vm.organization_id,
+        keep_until: keepUntil,
+        created_at: t,
+      };
+      await trx.updateTable("virtual_machines").set({ deleted_at: t }).where("id", "=", vm.id).execute();
+      await insertRow(trx, "trash_objects", trash);
+      await trx
+        .updateTable("tasks")
+        .set({ status: nextTaskStatus("pending", "cancel")!, error: CANCELLED_BY_DELETION, finished_at: t })
+        .where("object_id", "=", vm.id)
+        .where("action", "is not", null)
+        .where("status", "in", taskStatusesAllowing("cancel"))
+        .execute();
+      const task = await enqueue(trx, vm, "delete");
+      return { vm, trash, task };
+    }),
+  );
 }
 
 export interface ClaimedTask {

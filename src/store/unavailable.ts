@@ -53,3 +53,20 @@ export class DatabaseUnreachable extends Error {
     });
   }
 }
+
+/** PostgreSQL gave up on a transaction to break a deadlock, or to keep it serialisable: run it again. */
+export function isTransactionConflict(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === "40P01" || code === "40001";
+}
+
+/** Runs a transaction again (up to 3 times) when PostgreSQL aborted it for a conflict. */
+export async function retryingConflicts<T>(transaction: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await transaction();
+    } catch (error) {
+      if (!isTransactionConflict(error) || attempt >= 3) throw error;
+    }
+  }
+}
