@@ -310,7 +310,6 @@ async function reserve(
       file_system_type: disk.fileSystemType,
       virtual_machine_id: vmId,
       position: index + 1,
-      shared: 0,
       state: "pending",
       created_at: now,
     });
@@ -361,7 +360,6 @@ async function reserve(
     organization_id: plan.organizationId,
     name: BUILD_TASK_NAME,
     status: "pending",
-    progress: 0,
     object_type: "VirtualMachineBuild",
     object_id: buildId,
     created_at: now,
@@ -376,7 +374,6 @@ async function reserve(
     submitted_spec: acceptance.submittedSpec,
     spec_xml: acceptance.renderSpecXml(hostname),
     plan_json: planColumn.encode(storedPlan),
-    attempts: 0,
     created_at: now,
     updated_at: now,
   });

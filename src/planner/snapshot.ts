@@ -1,11 +1,9 @@
 import type {
   DataCentersTable,
   DiskIOProfilesTable,
-  DisksTable,
   DiskTemplatesTable,
   DiskTemplateVersionsTable,
   HostsTable,
-  IpAddressesTable,
   IsosTable,
   NetworkSpeedProfilesTable,
   NetworksTable,
@@ -18,6 +16,7 @@ import type {
   VirtualMachineGroupsTable,
   VirtualNetworksTable,
   ZonesTable,
+  Row,
 } from "../store/index.js";
 
 /**
@@ -47,7 +46,7 @@ export interface CatalogSnapshot {
   tags: TagsTable[];
   isos: IsosTable[];
   /** The organization's disks. */
-  disks: DisksTable[];
+  disks: Row<"disks">[];
   /** The organization's IP addresses. */
-  ipAddresses: IpAddressesTable[];
+  ipAddresses: Row<"ip_addresses">[];
 }

@@ -2,12 +2,14 @@ import { Migrator, type Kysely, type Migration, type MigrationResultSet } from "
 import * as initial from "./migrations/0001-initial.js";
 import * as workQueue from "./migrations/0002-work-queue.js";
 import * as lifecycle from "./migrations/0003-lifecycle.js";
+import * as columnDefaults from "./migrations/0004-column-defaults.js";
 
 /** Every migration, in order. Names are permanent once released. */
 const MIGRATIONS: Record<string, Migration> = {
   "0001-initial": initial,
   "0002-work-queue": workQueue,
   "0003-lifecycle": lifecycle,
+  "0004-column-defaults": columnDefaults,
 };
 
 export interface MigrationReport {

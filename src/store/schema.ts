@@ -7,7 +7,7 @@
  * - lists and small documents are JSON in text columns (`*_json`).
  */
 
-import type { Insertable, Selectable } from "kysely";
+import type { Generated, Insertable, Selectable } from "kysely";
 
 export type Flag = 0 | 1;
 export type Timestamp = number;
@@ -222,7 +222,8 @@ export interface IpAddressesTable {
   /** Fixed-width hex of the address, so addresses sort and compare as text. */
   address_key: string;
   reverse_dns: string | null;
-  vip: Flag;
+  /** Defaults to 0 in the schema. */
+  vip: Generated<Flag>;
   label: string | null;
   allocation_type: string | null;
   allocation_id: string | null;
@@ -278,7 +279,8 @@ export interface DisksTable {
   virtual_machine_id: string | null;
   /** Place of the disk on its VM: 1 = system disk; null when detached. */
   position: number | null;
-  shared: Flag;
+  /** Defaults to 0 in the schema. */
+  shared: Generated<Flag>;
   host_id: string | null;
   path: string | null;
   state: "pending" | "ready" | "attached" | "deleting" | "deleted" | "failed";
@@ -349,7 +351,8 @@ export interface BuildsTable {
   failure_reason: string | null;
   lease_owner: string | null;
   lease_expires_at: Timestamp | null;
-  attempts: number;
+  /** Defaults to 0 in the schema. */
+  attempts: Generated<number>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -368,7 +371,8 @@ export interface TasksTable {
   lease_expires_at: Timestamp | null;
   /** A VM's actions run one at a time in this order (null for build tasks). */
   queue_position: number | null;
-  progress: number;
+  /** Defaults to 0 in the schema. */
+  progress: Generated<number>;
   object_type: string | null;
   object_id: string | null;
   error: string | null;

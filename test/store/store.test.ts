@@ -14,6 +14,7 @@ import {
   transactionQuery,
   type Store,
 } from "../../src/store/index.js";
+import * as columnDefaults from "../../src/store/migrations/0004-column-defaults.js";
 import { DIALECTS, openTestStore, type TestStore } from "../support/stores.js";
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -440,6 +441,7 @@ describe.each(DIALECTS)("store on %s", (dialect) => {
       { name: "0001-initial", executedAt: expect.any(Date) },
       { name: "0002-work-queue", executedAt: expect.any(Date) },
       { name: "0003-lifecycle", executedAt: expect.any(Date) },
+      { name: "0004-column-defaults", executedAt: expect.any(Date) },
     ]);
     expect(await migrateToLatest(store.db)).toEqual({ applied: [], pending: [] });
   });
@@ -503,6 +505,95 @@ describe.each(DIALECTS)("store on %s", (dialect) => {
       .set({ deleted_at: null })
       .where("id", "=", seeded.vm)
       .execute();
+  });
+
+  it("fills columns with an obvious starting value from the schema's defaults", async () => {
+    const id = newId("task");
+    await store.db
+      .insertInto("tasks")
+      .values({ id, name: "x", status: "pending", created_at: now() })
+      .execute();
+    const task = await store.db
+      .selectFrom("tasks")
+      .selectAll()
+      .where("id", "=", id)
+      .executeTakeFirstOrThrow();
+    expect(task).toMatchObject({ progress: 0, error: null, object_id: null });
+    await store.db.deleteFrom("tasks").where("id", "=", id).execute();
+    const address = await store.db.selectFrom("ip_addresses").selectAll().executeTakeFirstOrThrow();
+    const { vip: _vip, ...withoutVip } = address;
+    const copy = { ...withoutVip, id: newId("ipAddress"), address_key: "ff", allocation_id: null };
+    await store.db.insertInto("ip_addresses").values(copy).execute();
+    const read = await store.db
+      .selectFrom("ip_addresses")
+      .select("vip")
+      .where("id", "=", copy.id)
+      .executeTakeFirstOrThrow();
+    expect(read.vip).toBe(0);
+    await store.db.deleteFrom("ip_addresses").where("id", "=", copy.id).execute();
+  });
+
+  it("changes column defaults without losing rows, indexes or foreign keys (and back)", async () => {
+    const fresh = await openTestStore(dialect);
+    try {
+      await seedDomain(fresh);
+      const count = async (table: "tasks" | "builds" | "disks" | "ip_addresses") =>
+        Number(
+          (
+            await fresh.db
+              .selectFrom(table)
+              .select((eb) => eb.fn.countAll<number>().as("n"))
+              .executeTakeFirstOrThrow()
+          ).n,
+        );
+      const before = [
+        await count("tasks"),
+        await count("builds"),
+        await count("disks"),
+        await count("ip_addresses"),
+      ];
+      expect(before.every((n) => n > 0)).toBe(true);
+      const bare = () =>
+        fresh.db
+          .insertInto("tasks")
+          .values({ id: newId("task"), name: "x", status: "pending", created_at: now() });
+      await columnDefaults.down(fresh.db as never);
+      await expect(bare().execute()).rejects.toThrow(/not.null/i);
+      await columnDefaults.up(fresh.db as never);
+      expect([
+        await count("tasks"),
+        await count("builds"),
+        await count("disks"),
+        await count("ip_addresses"),
+      ]).toEqual(before);
+      await bare().execute();
+      // Builds still point at real tasks, and the rebuilt tables keep their indexes.
+      const build = await fresh.db.selectFrom("builds").selectAll().executeTakeFirstOrThrow();
+      await expect(
+        fresh.db
+          .insertInto("builds")
+          .values({ ...build, id: newId("build"), task_id: "task_missing" })
+          .execute(),
+      ).rejects.toThrow(/foreign key|FOREIGN KEY/i);
+      await expect(fresh.db.deleteFrom("tasks").where("id", "=", build.task_id).execute()).rejects.toThrow(
+        /foreign key|FOREIGN KEY/i,
+      );
+      const indexes =
+        dialect === "sqlite"
+          ? await sql<{ name: string }>`
+              select name from sqlite_master where type = 'index' and tbl_name in ('tasks', 'builds')`.execute(
+              fresh.db,
+            )
+          : await sql<{ name: string }>`
+              select indexname as name from pg_indexes where tablename in ('tasks', 'builds')`.execute(
+              fresh.db,
+            );
+      expect(indexes.rows.map((r) => r.name)).toEqual(
+        expect.arrayContaining(["builds_state", "tasks_object_queue"]),
+      );
+    } finally {
+      await fresh.dispose();
+    }
   });
 
   it("enforces foreign keys", async () => {
