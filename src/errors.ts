@@ -117,6 +117,53 @@ export const ERRORS = {
     status: 415,
     description: "Request bodies must be JSON, sent with Content-Type: application/json",
   },
+  trash_object_not_found: {
+    status: 404,
+    description: "No trash object was found matching any of the criteria provided in the arguments",
+  },
+  virtual_machine_network_interface_not_found: {
+    status: 404,
+    description: "No network interface was found matching any of the criteria provided in the arguments",
+  },
+  virtual_machine_group_not_found: {
+    status: 404,
+    description: "No virtual machine group was found matching any of the criteria provided in the arguments",
+  },
+  interface_not_found: {
+    status: 404,
+    description: "An interface could not be found for the specified network",
+  },
+  network_speed_profile_not_found: {
+    status: 404,
+    description: "No network speed profile was found matching any of the criteria provided in the arguments",
+  },
+  resource_does_not_support_unallocation: {
+    status: 409,
+    description: "The resource this IP address belongs to does not allow you to unallocate it.",
+  },
+  deletion_restricted: { status: 409, description: "Object cannot be deleted" },
+  no_allocation: {
+    status: 422,
+    description: "This IP address is not currently allocated to any object, and cannot be unallocated.",
+  },
+  invalid_ip: { status: 422, description: "This IP address is not valid for this network interface." },
+  no_interface_available: {
+    status: 422,
+    description:
+      "This virtual machine does not have a network interface that is compatible with the provided IP address",
+  },
+  speed_profile_already_assigned: {
+    status: 422,
+    description: "This network speed profile is already assigned to this virtual machine network interface.",
+  },
+  virtual_machine_network_interface_already_attached: {
+    status: 422,
+    description: "The virtual machine network interface is already attached to the virtual machine",
+  },
+  virtual_machine_network_interface_already_detached: {
+    status: 422,
+    description: "The virtual machine network interface is already detached from the virtual machine",
+  },
   validation_error: {
     status: 422,
     description: "A validation error occurred with the object that was being created/updated/deleted",

@@ -7,6 +7,7 @@ import { Authenticator } from "./auth/authenticate.js";
 import { OAuthVerifier, type OAuthConfig } from "./auth/oauth.js";
 import { SnapshotLoader } from "./catalog/snapshot.js";
 import { HostAgent } from "./engine/agent.js";
+import { purgeExpiredTrash } from "./lifecycle/index.js";
 import type { HostDriver, StepTimeouts } from "./hosts/driver.js";
 import { RateLimiter, type RateLimits, DEFAULT_RATE_LIMITS } from "./auth/rate-limit.js";
 import {
@@ -40,12 +41,15 @@ export interface ServerConfig {
   bodyLimit?: number;
   /** How often expired idempotency keys and trash are purged (ms). */
   housekeepingMs?: number;
+  /** How long a deleted object stays in the trash before it is purged (seconds; default 1 day). */
+  trashKeepSeconds?: number;
   /** How long a token or an organization's state may be served from memory (ms; 0 = never). */
   authCacheMs?: number;
   logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
 }
 
 export const DEFAULT_BASE_DOMAIN = "trebuchet.internal";
+export const DEFAULT_TRASH_KEEP_SECONDS = 24 * 3600;
 const DRAIN_GRACE_MS = 15_000;
 
 export interface RunningServer {
@@ -86,6 +90,7 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
         queries: hotQueries(store.db, config.authCacheMs),
         renderedBodies: new RenderedBodies(),
         now: () => Math.floor(Date.now() / 1000),
+        trashKeepSeconds: config.trashKeepSeconds ?? DEFAULT_TRASH_KEEP_SECONDS,
         closing: closing.signal,
         ...(agent ? { notifyWork: () => agent.poke(), consoles: (vmId: string) => agent.console(vmId) } : {}),
       },
@@ -104,7 +109,11 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
       ?.start()
       .catch((error: Error) => api.app.log.error({ err: error }, "the host agent could not start"));
     const housekeeping = setInterval(() => {
-      purgeExpired(store.db, Math.floor(Date.now() / 1000)).catch((error: Error) =>
+      const now = Math.floor(Date.now() / 1000);
+      void (async () => {
+        await purgeExpired(store.db, now);
+        if ((await purgeExpiredTrash(store.db, now)) > 0) agent?.poke();
+      })().catch((error: Error) =>
         api.app.log.warn({ err: error }, "housekeeping failed; trying again later"),
       );
     }, config.housekeepingMs ?? HOUSEKEEPING_INTERVAL_MS);

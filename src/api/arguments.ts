@@ -120,6 +120,33 @@ export function stringArgument(
   return value;
 }
 
+/** A nested object argument (`properties`), or undefined when absent. */
+export function objectArgument(args: ArgumentBag, name: string): ArgumentBag | undefined {
+  const value = args[name];
+  if (value === undefined || value === null) return undefined;
+  if (!isObject(value)) throw invalidArgument([name], "object_expected");
+  return value;
+}
+
+/** An array of strings (`tag_names`), each at most `maxLength` long. */
+export function stringListArgument(
+  args: ArgumentBag,
+  name: string,
+  options = { maxItems: 50, maxLength: 255 },
+): string[] | undefined {
+  const value = args[name];
+  if (value === undefined || value === null) return undefined;
+  if (!Array.isArray(value)) throw invalidArgument([name], "array_expected");
+  if (value.length > options.maxItems)
+    throw invalidArgument([name], "validation_errors", [`at most ${options.maxItems} items`]);
+  return value.map((item, index) => {
+    if (typeof item !== "string") throw invalidArgument([name], "invalid_scalar", [], index);
+    if (item.length === 0 || item.length > options.maxLength)
+      throw invalidArgument([name], "validation_errors", [`1 to ${options.maxLength} characters`], index);
+    return item;
+  });
+}
+
 export function requireString(args: ArgumentBag, name: string, options: { maxLength?: number } = {}): string {
   const value = stringArgument(args, name, options);
   if (value === undefined) throw missingArgument([name]);

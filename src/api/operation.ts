@@ -19,6 +19,8 @@ export interface Services {
   queries: HotQueries;
   renderedBodies: RenderedBodies;
   now: () => number;
+  /** How long a deleted object stays in the trash (seconds). */
+  trashKeepSeconds: number;
   /** Tells an in-process worker there is new work (builds, power actions). */
   notifyWork?: () => void;
   /** The serial console of a VM, when this process runs the host agent for it. */
@@ -82,6 +84,12 @@ export const PLACEHOLDERS = new Set([
   "ssh_key",
   "disk",
   "virtual_network",
+  "trash_object",
+  "virtual_machine_network_interface",
+  "address_version",
+  "virtual_machine_group",
+  "tag",
+  "disk_backup_policy",
 ]);
 
 /** `/organizations/organization/x` -> `/organizations/:organization/x` for the router. */

@@ -1,14 +1,22 @@
 import type { Operation } from "./operation.js";
 import { buildEventsOperation, buildOperations } from "./routes/builds.js";
 import { catalogOperations } from "./routes/catalog.js";
+import { diskOperations } from "./routes/disks.js";
+import { ipAddressOperations } from "./routes/ip-addresses.js";
+import { networkInterfaceOperations } from "./routes/network-interfaces.js";
 import { resourceOperations } from "./routes/resources.js";
+import { trashOperations } from "./routes/trash.js";
 import { virtualMachineOperations } from "./routes/virtual-machines.js";
 
 /** Every operation the API serves. */
 export const OPERATIONS: readonly Operation[] = [
   ...catalogOperations,
   ...resourceOperations,
+  ...ipAddressOperations,
   ...virtualMachineOperations,
+  ...networkInterfaceOperations,
+  ...trashOperations,
+  ...diskOperations,
   ...buildOperations,
   buildEventsOperation,
 ];

@@ -23,9 +23,20 @@ export function organizationSummary(org: Row<"organizations">) {
   };
 }
 
+/**
+ * An organization's UUID, which Katapult shows beside its ID: derived from the ID (a
+ * version 8 UUID of its SHA-256), so it is stable and needs no column.
+ */
+export function organizationUuid(id: string): string {
+  const hex = createHash("sha256").update(`organization:${id}`).digest("hex");
+  const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
 export function organization(org: Row<"organizations">) {
   return {
     ...organizationSummary(org),
+    uuid: organizationUuid(org.id),
     billing_name: null,
     address1: null,
     address2: null,
@@ -258,6 +269,10 @@ export function task(
     // Beyond the schema: why a failed task failed.
     error: t.error,
   };
+}
+
+export function trashObject(t: Row<"trash_objects">) {
+  return { id: t.id, keep_until: t.keep_until, object_id: t.object_id, object_type: t.object_type };
 }
 
 export function taskSummary(t: Pick<Row<"tasks">, "id" | "name" | "status">) {

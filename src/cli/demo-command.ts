@@ -15,8 +15,7 @@ import { applyCatalog } from "../catalog/apply.js";
 import { readCatalogFile } from "../catalog/catalog-file.js";
 import { buildDemoTemplate, demoTemplateExists } from "../hosts/qemu/demo-template.js";
 import { createServer, DEFAULT_BASE_DOMAIN } from "../server.js";
-import { openStore, type Database } from "../store/index.js";
-import type { Kysely } from "kysely";
+import { openStore } from "../store/index.js";
 import { buildCommand } from "./user-commands.js";
 import { ApiClient } from "./client.js";
 import { parseListen, type ListenAddress } from "./serve-command.js";
@@ -105,14 +104,10 @@ export function registerDemoCommand(program: Command): void {
         say("\nstopping");
         const vmId = built.vmId;
         if (vmId && !options.keep) {
-          say(`deleting ${vmId} (keep it next time with --keep)`);
-          const { virtual_machine } = await client
-            .call<{ virtual_machine: { id: string } }>(
-              "DELETE",
-              `/virtual_machines/_?virtual_machine[id]=${vmId}`,
-            )
-            .catch(() => ({ virtual_machine: undefined }));
-          if (virtual_machine) await waitForDeletion(server.store.db, vmId);
+          say(`deleting and purging ${vmId} (keep it next time with --keep)`);
+          await deleteAndPurge(client, vmId).catch((error: Error) =>
+            say(`(could not purge it: ${error.message})`),
+          );
         }
         await server.stop();
         say("stopped");
@@ -132,8 +127,7 @@ export function registerDemoCommand(program: Command): void {
         .executeTakeFirst();
       if (earlier) {
         say(`removing ${earlier.id} from an earlier demo run`);
-        await client.call("DELETE", `/virtual_machines/_?virtual_machine[id]=${earlier.id}`);
-        await waitForDeletion(server.store.db, earlier.id);
+        await deleteAndPurge(client, earlier.id);
       }
 
       say("\nbuilding examples/web.xml");
@@ -178,15 +172,15 @@ export function registerDemoCommand(program: Command): void {
     });
 }
 
-async function waitForDeletion(db: Kysely<Database>, vmId: string): Promise<void> {
-  for (let i = 0; i < 120; i++) {
-    const task = await db
-      .selectFrom("tasks")
-      .select("status")
-      .where("object_id", "=", vmId)
-      .where("action", "=", "delete")
-      .executeTakeFirst();
-    if (task && (task.status === "completed" || task.status === "failed")) return;
-    await new Promise((r) => setTimeout(r, 500));
-  }
+/** Deletes a VM and purges it from the trash, waiting until its host holds nothing of it. */
+async function deleteAndPurge(client: ApiClient, vmId: string): Promise<void> {
+  const { trash_object } = await client.call<{ trash_object: { id: string } }>(
+    "DELETE",
+    `/virtual_machines/_?virtual_machine[id]=${vmId}`,
+  );
+  const { task } = await client.call<{ task: { id: string } }>(
+    "DELETE",
+    `/trash_objects/_?trash_object[id]=${trash_object.id}`,
+  );
+  await client.waitForTask(task.id, 60_000);
 }

@@ -50,6 +50,14 @@ export function serverConfigFromEnv(
     ...(env.TREBUCHET_AUTH_CACHE_MS !== undefined
       ? { authCacheMs: nonNegativeInteger("TREBUCHET_AUTH_CACHE_MS", env.TREBUCHET_AUTH_CACHE_MS) }
       : {}),
+    ...(env.TREBUCHET_TRASH_KEEP_SECONDS !== undefined
+      ? {
+          trashKeepSeconds: nonNegativeInteger(
+            "TREBUCHET_TRASH_KEEP_SECONDS",
+            env.TREBUCHET_TRASH_KEEP_SECONDS,
+          ),
+        }
+      : {}),
   };
 }
 

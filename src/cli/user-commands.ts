@@ -155,18 +155,48 @@ export function registerUserCommands(program: Command): void {
       });
   }
   vm.command("delete")
+    .description("Delete a VM: it waits in the trash, powered off, with its disks and addresses")
     .argument("<vm>", "VM ID or FQDN")
+    .option("--purge", "purge it from the trash at once (its disks are destroyed, its addresses freed)")
     .addOption(outputOption())
-    .action(async (id: string, options: { output: Output }) => {
-      const body = await ApiClient.fromEnv().call<{ trash_object: { id: string; keep_until: number } }>(
+    .action(async (id: string, options: { purge?: boolean; output: Output }) => {
+      const client = ApiClient.fromEnv();
+      const body = await client.call<{ trash_object: { id: string; keep_until: number } }>(
         "DELETE",
         `/virtual_machines/_?${lookup(id)}`,
       );
-      print(
-        options.output,
-        body,
-        `deleted; in the trash as ${body.trash_object.id} until ${new Date(body.trash_object.keep_until * 1000).toISOString()}`,
+      if (!options.purge) {
+        print(
+          options.output,
+          body,
+          `deleted; in the trash as ${body.trash_object.id} until ${new Date(body.trash_object.keep_until * 1000).toISOString()}`,
+        );
+        return;
+      }
+      await purge(client, body.trash_object.id, options.output);
+    });
+  vm.command("purge")
+    .description("Purge a deleted VM from the trash: its disks are destroyed, its addresses freed")
+    .argument("<vm>", "VM ID")
+    .addOption(outputOption())
+    .action(async (id: string, options: { output: Output }) => {
+      const client = ApiClient.fromEnv();
+      const { trash_object } = await client.call<{ trash_object: { id: string } }>(
+        "GET",
+        `/trash_objects/_?trash_object[object_id]=${encodeURIComponent(id)}`,
       );
+      await purge(client, trash_object.id, options.output);
+    });
+  vm.command("restore")
+    .description("Bring a deleted VM back from the trash, powered off")
+    .argument("<vm>", "VM ID")
+    .addOption(outputOption())
+    .action(async (id: string, options: { output: Output }) => {
+      const body = await ApiClient.fromEnv().call<{ trash_object: { id: string } }>(
+        "POST",
+        `/trash_objects/_/restore?trash_object[object_id]=${encodeURIComponent(id)}`,
+      );
+      print(options.output, body, `restored ${id} (powered off; start it with: trebuchet vm start ${id})`);
     });
   vm.command("console")
     .argument("<vm>", "VM ID or FQDN")
@@ -184,4 +214,19 @@ function lookup(id: string): string {
   return id.startsWith("vm_")
     ? `virtual_machine[id]=${encodeURIComponent(id)}`
     : `virtual_machine[fqdn]=${encodeURIComponent(id)}`;
+}
+
+/** Purges a trash object and waits for the purge to finish. */
+async function purge(client: ApiClient, trashId: string, output: Output): Promise<void> {
+  const { task } = await client.call<{ task: { id: string } }>(
+    "DELETE",
+    `/trash_objects/_?trash_object[id]=${encodeURIComponent(trashId)}`,
+  );
+  const final = await client.waitForTask(task.id);
+  print(
+    output,
+    { task: { ...task, ...final } },
+    `purged: task ${task.id} ${final.status}${final.error ? `: ${final.error}` : ""}`,
+  );
+  if (final.status === "failed") process.exitCode = 1;
 }

@@ -44,6 +44,7 @@ export async function loadVmDefinition(
     .selectFrom("network_interfaces")
     .selectAll()
     .where("virtual_machine_id", "=", vmId)
+    .where("state", "=", "attached")
     .orderBy("position")
     .execute();
   const addresses = await db
@@ -52,6 +53,7 @@ export async function loadVmDefinition(
     .select([
       "ip_addresses.id",
       "ip_addresses.network_id",
+      "ip_addresses.network_interface_id",
       "ip_addresses.address",
       "ip_addresses.ip_version",
       "subnets.cidr",
@@ -72,9 +74,10 @@ export async function loadVmDefinition(
       ? await db.selectFrom("subnets").selectAll().where("network_id", "in", networkIds).execute()
       : [];
 
-  // The build recorded which interface each address was allocated for.
+  // Addresses name their interface; rows older than that column follow the build's record.
   const positionOf = new Map<string, number>();
   for (const a of plan.addresses ?? []) positionOf.set(a.id, a.interface);
+  const indexOf = new Map(nics.map((nic, index) => [nic.id, index]));
   const interfaces: GuestInterface[] = nics.map((nic) => ({
     id: nic.id,
     mac: nic.mac_address,
@@ -85,7 +88,10 @@ export async function loadVmDefinition(
     addresses: [],
   }));
   for (const address of addresses) {
-    const position = positionOf.get(address.id);
+    if (address.network_interface_id && !indexOf.has(address.network_interface_id)) continue; // detached
+    const position = address.network_interface_id
+      ? indexOf.get(address.network_interface_id)
+      : positionOf.get(address.id);
     const nic =
       position !== undefined
         ? interfaces[position]

@@ -325,7 +325,16 @@ export class Worker {
           break;
         }
         case "delete":
+          // To the trash: powered off, everything kept until it is purged.
+          await driver.stop(vmId);
+          break;
+        case "purge":
           await driver.destroy(vmId);
+          break;
+        case "reconfigure":
+          await driver.reconfigure(
+            await this.write(() => loadVmDefinition(this.db, vmId, this.options.templatesDir)),
+          );
           break;
       }
       await this.write(() => finishTask(this.db, task, decision.after));
@@ -349,13 +358,14 @@ export class Worker {
   /**
    * Makes records and the host agree after a restart: a VM recorded as running whose
    * process is gone is stopped; a process that is running is started; anything on the
-   * host that no live VM owns (a deleted or failed VM, a crashed build's leftovers) goes.
+   * host that no live VM owns (a purged or failed VM, a crashed build's leftovers) goes;
+   * a VM in the trash stays until its purge.
    */
   async reconcile(): Promise<void> {
     const { driver } = this.options;
     const vms = await this.db
       .selectFrom("virtual_machines")
-      .select(["id", "state", "deleted_at"])
+      .select(["id", "state", "deleted_at", "purged_at"])
       .where("host_id", "=", this.host.id)
       .execute();
     const building = new Set(
@@ -379,8 +389,10 @@ export class Worker {
     );
     const live = new Set<string>();
     for (const vm of vms) {
+      if (vm.purged_at !== null) continue;
+      // Being built, or in the trash (kept, powered off, until its purge): nothing to observe.
       if (vm.deleted_at !== null || building.has(vm.id)) {
-        if (building.has(vm.id)) live.add(vm.id);
+        live.add(vm.id);
         continue;
       }
       if (vm.state === "failed") continue;

@@ -2,7 +2,7 @@ import type { HostDriver, PowerState, VmDefinition } from "./driver.js";
 
 /** One call that acted on a VM, with when it began and ended (performance.now()). */
 export interface DriverCall {
-  operation: "create" | "start" | "stop" | "shutdown" | "reset" | "destroy" | "waitReady";
+  operation: "create" | "start" | "stop" | "shutdown" | "reset" | "reconfigure" | "destroy" | "waitReady";
   vmId: string;
   startedAt: number;
   endedAt: number | undefined;
@@ -69,6 +69,9 @@ export class LoggedDriver implements HostDriver {
   }
   reset(vmId: string): Promise<void> {
     return this.act("reset", vmId, () => this.inner.reset(vmId));
+  }
+  reconfigure(vm: VmDefinition): Promise<void> {
+    return this.act("reconfigure", vm.id, () => this.inner.reconfigure(vm));
   }
   destroy(vmId: string): Promise<void> {
     return this.act("destroy", vmId, () => this.inner.destroy(vmId));

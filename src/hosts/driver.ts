@@ -78,6 +78,12 @@ export interface HostDriver {
   shutdown(vmId: string, timeoutMs: number): Promise<boolean>;
   /** Hard reset. */
   reset(vmId: string): Promise<void>;
+  /**
+   * Applies a changed definition to a VM that exists: its interfaces and addresses on the
+   * host side at once; inside the guest, what the driver can change live it does, the rest
+   * the guest sees from its next start. Idempotent.
+   */
+  reconfigure(vm: VmDefinition): Promise<void>;
   /** Stops the VM and removes everything `create` made. Safe to call on a half-created VM. */
   destroy(vmId: string): Promise<void>;
   state(vmId: string): Promise<PowerState>;

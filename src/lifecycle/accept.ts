@@ -229,8 +229,9 @@ async function reserve(
   // Interfaces and their addresses.
   const addresses: ReservedAddress[] = [];
   for (const [position, nic] of plan.interfaces.entries()) {
+    const networkInterfaceId = newId("networkInterface");
     await insertRow(trx, "network_interfaces", {
-      id: newId("networkInterface"),
+      id: networkInterfaceId,
       virtual_machine_id: vmId,
       position: position + 1,
       network_id: nic.networkId,
@@ -251,6 +252,7 @@ async function reserve(
             organizationId: plan.organizationId,
             allocationType: "VirtualMachine",
             allocationId: vmId,
+            networkInterfaceId,
             reverseDns: fqdn,
           });
         } catch (error) {
@@ -265,7 +267,12 @@ async function reserve(
       } else {
         const claimed = await trx
           .updateTable("ip_addresses")
-          .set({ allocation_type: "VirtualMachine", allocation_id: vmId, reverse_dns: fqdn })
+          .set({
+            allocation_type: "VirtualMachine",
+            allocation_id: vmId,
+            network_interface_id: networkInterfaceId,
+            reverse_dns: fqdn,
+          })
           .where("id", "=", allocation.ipAddressId)
           .where("organization_id", "=", plan.organizationId)
           .where("allocation_id", "is", null)

@@ -26,6 +26,8 @@ export interface AllocationRequest {
   organizationId: string;
   allocationType: string | null;
   allocationId: string | null;
+  /** The VM interface it goes on, when allocated to a VM. */
+  networkInterfaceId?: string | null;
   reverseDns: string | null;
 }
 
@@ -91,6 +93,7 @@ export async function allocateAddress(
       label: null,
       allocation_type: request.allocationType,
       allocation_id: request.allocationId,
+      network_interface_id: request.networkInterfaceId ?? null,
       created_at: Math.floor(Date.now() / 1000),
     };
     await insertRow(trx, "ip_addresses", row);

@@ -196,7 +196,7 @@ async function finishBuild(
 async function recordFailure(trx: Kysely<Database>, taskId: string, vmId: string, reason: string) {
   const t = now();
   await releaseVm(trx, vmId);
-  await setVmState(trx, vmId, "failed", { deleted_at: t });
+  await setVmState(trx, vmId, "failed", { deleted_at: t, purged_at: t });
   await trx
     .updateTable("tasks")
     .set({ status: "failed", error: reason, finished_at: t })

@@ -4,6 +4,7 @@
  * through it; the state machines it obeys are pure (states.ts).
  */
 export * from "./accept.js";
+export * from "./address-changes.js";
 export { AddressesExhausted, allocateToOrganization, isUniqueViolation } from "./addresses.js";
 export * from "./builds.js";
 export * from "./idempotency.js";
@@ -11,4 +12,6 @@ export * from "./leases.js";
 export * from "./states.js";
 export * from "./stored-plan.js";
 export * from "./tasks.js";
+export * from "./trash.js";
+export * from "./vm-changes.js";
 export { recordObservedState } from "./vms.js";

@@ -1,5 +1,6 @@
 import type { Kysely } from "kysely";
 import type { Database } from "../store/index.js";
+import { now } from "./leases.js";
 import { storedPlanOf } from "./stored-plan.js";
 
 /**
@@ -21,7 +22,7 @@ export async function releaseVm(trx: Kysely<Database>, vmId: string): Promise<vo
   if (kept.length > 0) {
     await trx
       .updateTable("ip_addresses")
-      .set({ allocation_type: null, allocation_id: null, reverse_dns: null })
+      .set({ allocation_type: null, allocation_id: null, network_interface_id: null, reverse_dns: null })
       .where("id", "in", kept)
       .where("allocation_id", "=", vmId)
       .execute();
@@ -38,4 +39,11 @@ export async function releaseVm(trx: Kysely<Database>, vmId: string): Promise<vo
     .where("virtual_machine_id", "=", vmId)
     .where("shared", "=", 1)
     .execute();
+}
+
+/** A purge finished: the VM is gone for good, what it held is given back. */
+export async function purged(trx: Kysely<Database>, vmId: string): Promise<void> {
+  await releaseVm(trx, vmId);
+  await trx.updateTable("virtual_machines").set({ purged_at: now() }).where("id", "=", vmId).execute();
+  await trx.deleteFrom("trash_objects").where("object_id", "=", vmId).execute();
 }

@@ -93,7 +93,8 @@ export type ActionDecision =
 /**
  * Decided from the VM's real power state on its host when the action's turn comes, not
  * from the state recorded when it was queued: a VM may have stopped by itself meanwhile.
- * `missing` (the host has no trace of it) is treated as stopped; only `delete` acts on it.
+ * `missing` (the host has no trace of it) is treated as stopped; only `purge` and
+ * `reconfigure` act on it.
  */
 export function decideAction(action: TaskAction, power: PowerState): ActionDecision {
   const running = power === "running";
@@ -111,7 +112,13 @@ export function decideAction(action: TaskAction, power: PowerState): ActionDecis
         ? { run: true, during: "resetting", after: "started" }
         : { run: false, state: "stopped" };
     case "delete":
+      // To the trash: powered off, its disks and addresses kept.
+      return running ? { run: true, during: "stopping", after: "stopped" } : { run: false, state: "stopped" };
+    case "purge":
+      // Destroyed on its host, whatever is left there.
       return { run: true, during: "stopping", after: "stopped" };
+    case "reconfigure":
+      return { run: true, during: stateOfPower(power), after: stateOfPower(power) };
   }
 }
 

@@ -10,7 +10,7 @@ import {
   type VirtualMachineState,
 } from "../store/index.js";
 import { now, withLease, type Lease, type LeaseHolder } from "./leases.js";
-import { releaseVm } from "./release.js";
+import { purged } from "./release.js";
 import { acceptsActions, nextTaskStatus, taskStatusesAllowing } from "./states.js";
 import { setVmState } from "./vms.js";
 
@@ -26,6 +26,8 @@ export const TASK_NAMES: Record<TaskAction, string> = {
   shutdown: "Shutdown virtual machine",
   reset: "Reset virtual machine",
   delete: "Delete virtual machine",
+  purge: "Purge items from trash",
+  reconfigure: "Apply configuration to virtual machine",
 };
 
 /** The VM cannot take actions now: deleted meanwhile, or still being built, or failed. */
@@ -45,7 +47,10 @@ export const CANCELLED_BY_DELETION = "cancelled: the virtual machine was deleted
  * writer): queueing and deleting a VM are serialised, so no action is queued behind
  * its deletion, and queue positions are given one at a time.
  */
-async function lockActionableVm(trx: Transaction<Database>, vmId: string): Promise<Row<"virtual_machines">> {
+export async function lockActionableVm(
+  trx: Transaction<Database>,
+  vmId: string,
+): Promise<Row<"virtual_machines">> {
   const vm = await lockedForUpdate(
     trx,
     trx.selectFrom("virtual_machines").selectAll().where("id", "=", vmId),
@@ -67,7 +72,13 @@ async function lockActionableVm(trx: Transaction<Database>, vmId: string): Promi
   return vm;
 }
 
-async function enqueue(trx: Transaction<Database>, vm: Row<"virtual_machines">, action: TaskAction) {
+/** Queues an action last in the VM's queue (optionally as part of a larger task). */
+export async function enqueue(
+  trx: Transaction<Database>,
+  vm: Row<"virtual_machines">,
+  action: TaskAction,
+  parentId: string | null = null,
+) {
   const last = await trx
     .selectFrom("tasks")
     .select((eb) => eb.fn.max("queue_position").as("position"))
@@ -83,19 +94,18 @@ async function enqueue(trx: Transaction<Database>, vm: Row<"virtual_machines">, 
     object_type: "VirtualMachine",
     object_id: vm.id,
     created_at: now(),
+    ...(parentId === null ? {} : { parent_id: parentId }),
   };
   await insertRow(trx, "tasks", task);
-  return { ...task, error: null, started_at: null, finished_at: null };
+  return { ...task, progress: 0, error: null, started_at: null, finished_at: null };
 }
 
 export type QueuedTask = Awaited<ReturnType<typeof enqueue>>;
 
+export type PowerAction = Extract<TaskAction, "start" | "stop" | "shutdown" | "reset">;
+
 /** Queues a power action behind the VM's other actions. */
-export function queueAction(
-  db: Kysely<Database>,
-  vmId: string,
-  action: Exclude<TaskAction, "delete">,
-): Promise<QueuedTask> {
+export function queueAction(db: Kysely<Database>, vmId: string, action: PowerAction): Promise<QueuedTask> {
   return retryingConflicts(() =>
     db.transaction().execute(async (trx) => enqueue(trx, await lockActionableVm(trx, vmId), action)),
   );
@@ -139,6 +149,8 @@ export interface ClaimedTask {
   taskId: string;
   vmId: string;
   action: TaskAction;
+  /** The larger task this one is part of (a whole trash's purge). */
+  parentId: string | null;
 }
 
 /**
@@ -157,7 +169,7 @@ export async function claimTask(
       trx,
       trx
         .selectFrom("tasks as t")
-        .select(["t.id", "t.object_id", "t.action", "t.status"])
+        .select(["t.id", "t.object_id", "t.action", "t.status", "t.parent_id"])
         .where("t.action", "is not", null)
         .where("t.object_id", "in", (eb) =>
           eb.selectFrom("virtual_machines").select("id").where("host_id", "=", hostId),
@@ -207,7 +219,13 @@ export async function claimTask(
       .where("id", "=", task.id)
       .where("status", "=", task.status)
       .execute();
-    return { lease, taskId: task.id, vmId: task.object_id!, action: task.action! };
+    return {
+      lease,
+      taskId: task.id,
+      vmId: task.object_id!,
+      action: task.action!,
+      parentId: task.parent_id,
+    };
   });
 }
 
@@ -225,7 +243,7 @@ export function actionStep(
 
 /**
  * The action is over: the VM is recorded as `state` and the task as completed or failed.
- * A completed deletion also gives back what the VM held.
+ * A completed purge also gives back what the VM held: it is gone for good.
  */
 export function finishTask(
   db: Kysely<Database>,
@@ -234,7 +252,7 @@ export function finishTask(
   failure?: string,
 ): Promise<void> {
   return withLease(db, task.lease, async (trx) => {
-    if (task.action === "delete" && failure === undefined) await releaseVm(trx, task.vmId);
+    if (task.action === "purge" && failure === undefined) await purged(trx, task.vmId);
     await setVmState(trx, task.vmId, state);
     const status = nextTaskStatus("running", failure === undefined ? "complete" : "fail")!;
     await trx
@@ -249,5 +267,29 @@ export function finishTask(
       .where("id", "=", task.taskId)
       .where("status", "in", taskStatusesAllowing(failure === undefined ? "complete" : "fail"))
       .execute();
+    if (task.parentId !== null) await settleParent(trx, task.parentId);
   });
+}
+
+/** A task made of others completes (or fails) once each of them has. */
+export async function settleParent(trx: Kysely<Database>, parentId: string): Promise<void> {
+  const children = await trx.selectFrom("tasks").select("status").where("parent_id", "=", parentId).execute();
+  const done = children.filter((c) => c.status === "completed" || c.status === "failed");
+  const failed = done.filter((c) => c.status === "failed").length;
+  const finished = done.length === children.length;
+  await trx
+    .updateTable("tasks")
+    .set({
+      progress: children.length === 0 ? 100 : Math.floor((100 * done.length) / children.length),
+      ...(finished
+        ? {
+            status: failed > 0 ? "failed" : "completed",
+            finished_at: now(),
+            ...(failed > 0 ? { error: `${failed} of ${children.length} objects could not be purged` } : {}),
+          }
+        : {}),
+    })
+    .where("id", "=", parentId)
+    .where("status", "=", "running")
+    .execute();
 }

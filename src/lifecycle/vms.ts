@@ -6,7 +6,7 @@ export async function setVmState(
   trx: Kysely<Database>,
   vmId: string,
   state: VirtualMachineState,
-  also: { host_id?: string; deleted_at?: number } = {},
+  also: { host_id?: string; deleted_at?: number; purged_at?: number } = {},
 ): Promise<void> {
   await trx
     .updateTable("virtual_machines")

@@ -5,16 +5,11 @@ import type { Database } from "./schema.js";
 export const HOUSEKEEPING_INTERVAL_MS = 60_000;
 
 /**
- * Deletes what has outlived its promise: idempotency keys past their 24 hours (a reuse
- * would find them expired anyway) and trash past its `keep_until` (the object is then
- * gone for good: lookups answer not found, as Katapult's do after the trash is purged).
- * Idempotent, so every process may run it.
+ * Deletes idempotency keys past their 24 hours (a reuse would find them expired anyway).
+ * Idempotent, so every process may run it. (Trash past its `keep_until` is purged by the
+ * lifecycle: `purgeExpiredTrash`.)
  */
-export async function purgeExpired(
-  db: Kysely<Database>,
-  now: number,
-): Promise<{ idempotencyKeys: number; trashObjects: number }> {
+export async function purgeExpired(db: Kysely<Database>, now: number): Promise<{ idempotencyKeys: number }> {
   const keys = await db.deleteFrom("idempotency_keys").where("expires_at", "<=", now).executeTakeFirst();
-  const trash = await db.deleteFrom("trash_objects").where("keep_until", "<=", now).executeTakeFirst();
-  return { idempotencyKeys: Number(keys.numDeletedRows), trashObjects: Number(trash.numDeletedRows) };
+  return { idempotencyKeys: Number(keys.numDeletedRows) };
 }

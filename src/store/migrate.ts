@@ -3,6 +3,7 @@ import * as initial from "./migrations/0001-initial.js";
 import * as workQueue from "./migrations/0002-work-queue.js";
 import * as lifecycle from "./migrations/0003-lifecycle.js";
 import * as columnDefaults from "./migrations/0004-column-defaults.js";
+import * as vmResources from "./migrations/0005-vm-resources.js";
 
 /** Every migration, in order. Names are permanent once released. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -10,6 +11,7 @@ const MIGRATIONS: Record<string, Migration> = {
   "0002-work-queue": workQueue,
   "0003-lifecycle": lifecycle,
   "0004-column-defaults": columnDefaults,
+  "0005-vm-resources": vmResources,
 };
 
 export interface MigrationReport {

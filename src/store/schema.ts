@@ -227,6 +227,8 @@ export interface IpAddressesTable {
   label: string | null;
   allocation_type: string | null;
   allocation_id: string | null;
+  /** The interface of the VM it is allocated on (null when not on a VM). */
+  network_interface_id: string | null;
   created_at: Timestamp;
 }
 
@@ -316,7 +318,10 @@ export interface VirtualMachinesTable {
   cpu_cores: number;
   initial_root_password: string | null;
   created_at: Timestamp;
+  /** Set when the VM went to the trash (it keeps its disks and addresses there). */
   deleted_at: Timestamp | null;
+  /** Set when the VM was purged (or its build failed): gone for good. */
+  purged_at: Timestamp | null;
 }
 
 export interface VirtualMachineTagsTable {
@@ -333,6 +338,8 @@ export interface NetworkInterfacesTable {
   virtual_network_id: string | null;
   speed_profile_id: string | null;
   mac_address: string;
+  /** Defaults to `attached` in the schema. */
+  state: Generated<"attached" | "detached">;
   created_at: Timestamp;
 }
 
@@ -357,7 +364,12 @@ export interface BuildsTable {
   updated_at: Timestamp;
 }
 
-export const TASK_ACTIONS = ["start", "stop", "shutdown", "reset", "delete"] as const;
+/**
+ * What a VM's queued task does: power actions; `delete` (to the trash: powered off,
+ * everything kept); `purge` (out of the trash: destroyed on its host, what it held given
+ * back); `reconfigure` (its host applies a changed definition: addresses, interfaces).
+ */
+export const TASK_ACTIONS = ["start", "stop", "shutdown", "reset", "delete", "purge", "reconfigure"] as const;
 export type TaskAction = (typeof TASK_ACTIONS)[number];
 
 export interface TasksTable {
@@ -371,6 +383,8 @@ export interface TasksTable {
   lease_expires_at: Timestamp | null;
   /** A VM's actions run one at a time in this order (null for build tasks). */
   queue_position: number | null;
+  /** The task this one is part of (each VM's purge in a whole trash's purge). */
+  parent_id: string | null;
   /** Defaults to 0 in the schema. */
   progress: Generated<number>;
   object_type: string | null;

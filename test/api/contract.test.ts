@@ -79,6 +79,7 @@ describe("the operation table follows the schema", () => {
 describe.each(DIALECTS)("contract on %s", (dialect) => {
   let api: TestApi;
   let token: string;
+  let otherToken: string;
   let ids: Record<string, string>;
   /** Every operation whose success body was checked against the schema here. */
   const validated = new Set<string>();
@@ -91,6 +92,7 @@ describe.each(DIALECTS)("contract on %s", (dialect) => {
     api = await startTestApi(dialect);
     const tenants = await withTenants(api);
     token = tenants.acmeToken;
+    otherToken = tenants.globexToken;
     const db = api.server.store.db;
     const built = await api.call("POST", "/core/v1/organizations/_/virtual_machines/build_from_spec", {
       token,
@@ -601,6 +603,284 @@ describe.each(DIALECTS)("contract on %s", (dialect) => {
     });
     expect(body.virtual_machine).toEqual(before.json().virtual_machine);
     expect(emptyArrays(body)).toEqual(["/virtual_machine/gpus"]);
+  });
+
+  /** Calls an operation with the lookups in a JSON body (the schema's form), checking its 200 body. */
+  async function ok(method: string, schemaPath: string, body: Record<string, unknown>, query = "") {
+    const url = `/core/v1${schemaPath}${query}`;
+    const response = await api.call(method, url, method === "GET" ? { token } : { token, body });
+    expect(response.statusCode, `${method} ${schemaPath}: ${response.body}`).toBe(200);
+    expect(validate(method, schemaPath, 200, response.json())).toBeNull();
+    return response.json();
+  }
+
+  async function newAddress(): Promise<string> {
+    const created = await ok("POST", "/organizations/organization/ip_addresses", {
+      organization: { sub_domain: "acme" },
+      network: { id: ids.network },
+      version: "ipv4",
+    });
+    return created.ip_address.id as string;
+  }
+
+  const pendingActions = async (vmId: string, action: string) =>
+    (
+      await api.server.store.db
+        .selectFrom("tasks")
+        .select("id")
+        .where("object_id", "=", vmId)
+        .where("action", "=", action as never)
+        .where("status", "=", "pending")
+        .execute()
+    ).length;
+
+  it("IP addresses: update, allocate onto a VM and its interface, unallocate, release; refusals in Katapult's words", async () => {
+    const vm = await builtVirtualMachine("addresses-01");
+    const ip = await newAddress();
+    const updated = await ok("PATCH", "/ip_addresses/ip_address", {
+      ip_address: { id: ip },
+      reverse_dns: "mail.example.org",
+      label: "mail",
+      vip: true,
+    });
+    expect(updated.ip_address).toMatchObject({ reverse_dns: "mail.example.org", label: "mail", vip: true });
+    const badDns = await api.call("PATCH", "/core/v1/ip_addresses/ip_address", {
+      token,
+      body: { ip_address: { id: ip }, reverse_dns: "not a name!" },
+    });
+    expect(badDns.json().error.code).toBe("validation_error");
+
+    const allocated = await ok("POST", "/virtual_machines/virtual_machine/allocate_ip", {
+      virtual_machine: { id: vm },
+      ip_address: { id: ip },
+    });
+    expect(allocated.ip_address).toMatchObject({ allocation_id: vm, allocation_type: "VirtualMachine" });
+    // A running VM's host is told: one reconfiguration queued.
+    expect(await pendingActions(vm, "reconfigure")).toBe(1);
+    const again = await api.call("POST", "/core/v1/virtual_machines/virtual_machine/allocate_ip", {
+      token,
+      body: { virtual_machine: { id: vm }, ip_address: { id: ip } },
+    });
+    expect(again.statusCode).toBe(422);
+    expect(again.json().error.code).toBe("ip_already_allocated");
+    const read = await ok("GET", "/ip_addresses/ip_address", {}, `?ip_address[id]=${ip}`);
+    expect(read.allocation).toMatchObject({ type: "VirtualMachine", value: { id: vm }, id: vm });
+
+    const nics = await ok(
+      "GET",
+      "/virtual_machines/virtual_machine/network_interfaces",
+      {},
+      `?virtual_machine[id]=${vm}`,
+    );
+    const publicNic = nics.virtual_machine_network_interfaces.find(
+      (n: { network: { id: string } | null }) => n.network?.id === ids.network,
+    );
+    expect(publicNic.name).toBe("Lab 1 public on addresses-01");
+    expect(publicNic.ip_addresses.map((a: { id: string }) => a.id)).toContain(ip);
+    const nic = await ok(
+      "GET",
+      "/virtual_machine_network_interfaces/virtual_machine_network_interface",
+      {},
+      `?virtual_machine_network_interface[id]=${publicNic.id}`,
+    );
+    expect(nic.virtual_machine_network_interface).toMatchObject({
+      id: publicNic.id,
+      virtual_machine: { id: vm },
+      state: "attached",
+      mac_address: expect.stringMatching(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/),
+    });
+    const byNetwork = await ok(
+      "GET",
+      "/virtual_machines/virtual_machine/networks/network/interface",
+      {},
+      `?virtual_machine[id]=${vm}&network[id]=${ids.network}`,
+    );
+    expect(byNetwork.virtual_machine_network_interface.id).toBe(publicNic.id);
+
+    await ok("POST", "/ip_addresses/ip_address/unallocate", { ip_address: { id: ip } });
+    const twice = await api.call("POST", "/core/v1/ip_addresses/ip_address/unallocate", {
+      token,
+      body: { ip_address: { id: ip } },
+    });
+    expect(twice.statusCode).toBe(422);
+    expect(twice.json().error.code).toBe("no_allocation");
+    // Coalesced: the reconfiguration that has not started yet will read this change too.
+    expect(await pendingActions(vm, "reconfigure")).toBe(1);
+
+    const available = await ok(
+      "GET",
+      "/virtual_machine_network_interfaces/virtual_machine_network_interface/available_ips/address_version",
+      {},
+      `?virtual_machine_network_interface[id]=${publicNic.id}&address_version=ipv4`,
+    );
+    expect(available.ip_addresses.map((a: { id: string }) => a.id)).toContain(ip);
+    const onNic = await ok(
+      "POST",
+      "/virtual_machine_network_interfaces/virtual_machine_network_interface/allocate_ip",
+      {
+        virtual_machine_network_interface: { id: publicNic.id },
+        ip_address: { id: ip },
+      },
+    );
+    expect(onNic.virtual_machine_network_interface.ip_addresses.map((a: { id: string }) => a.id)).toContain(
+      ip,
+    );
+    const fresh = await ok(
+      "POST",
+      "/virtual_machine_network_interfaces/virtual_machine_network_interface/allocate_new_ip",
+      { virtual_machine_network_interface: { id: publicNic.id }, address_version: "ipv6" },
+    );
+    expect(fresh.ip_address).toMatchObject({
+      allocation_id: vm,
+      address: expect.stringContaining("2001:db8:100::"),
+    });
+
+    // Another tenant sees none of it.
+    for (const [method, path, body] of [
+      ["POST", "/ip_addresses/ip_address/unallocate", { ip_address: { id: ip } }],
+      ["DELETE", "/ip_addresses/ip_address", { ip_address: { id: ip } }],
+      ["PATCH", "/ip_addresses/ip_address", { ip_address: { id: ip }, label: "x" }],
+    ] as const) {
+      const response = await api.call(method, `/core/v1${path}`, { token: otherToken, body });
+      expect(response.json().error.code).toBe("ip_address_not_found");
+    }
+    const foreignNic = await api.call(
+      "GET",
+      `/core/v1/virtual_machine_network_interfaces/_?virtual_machine_network_interface[id]=${publicNic.id}`,
+      { token: otherToken },
+    );
+    expect(foreignNic.json().error.code).toBe("virtual_machine_network_interface_not_found");
+
+    // Released while allocated: gone from the VM and from the organization.
+    await ok("DELETE", "/ip_addresses/ip_address", { ip_address: { id: ip } });
+    const gone = await api.call("GET", `/core/v1/ip_addresses/_?ip_address[id]=${ip}`, { token });
+    expect(gone.json().error.code).toBe("ip_address_not_found");
+    const after = await ok("GET", "/virtual_machines/virtual_machine", {}, `?virtual_machine[id]=${vm}`);
+    expect(after.virtual_machine.ip_addresses.map((a: { id: string }) => a.id)).not.toContain(ip);
+  });
+
+  it("PATCH changes a VM's name, hostname, description, group and tags", async () => {
+    const vm = await builtVirtualMachine("patch-01");
+    const patched = await ok("PATCH", "/virtual_machines/virtual_machine", {
+      virtual_machine: { id: vm },
+      properties: {
+        name: "Renamed",
+        hostname: "Patched-01",
+        description: "changed",
+        group: { id: ids.group },
+        tag_names: ["web", "app", "web"],
+      },
+      annotations: [{ key: "owner", value: "ops" }],
+    });
+    expect(patched.virtual_machine).toMatchObject({
+      name: "Renamed",
+      hostname: "patched-01",
+      fqdn: "patched-01.acme.trebuchet.test",
+      description: "changed",
+      group: { id: ids.group },
+      tag_names: ["web", "app"],
+    });
+    expect(patched.annotations).toEqual([{ key: "owner", value: "ops" }]);
+    // Addresses named after the old hostname follow it.
+    for (const ip of patched.virtual_machine.ip_addresses)
+      expect(ip.reverse_dns).toBe("patched-01.acme.trebuchet.test");
+    expect(await pendingActions(vm, "reconfigure")).toBe(1);
+    const cleared = await ok("PATCH", "/virtual_machines/virtual_machine", {
+      virtual_machine: { id: vm },
+      properties: { tag_names: [], group: null },
+    });
+    expect(cleared.virtual_machine).toMatchObject({ tag_names: [], group: null, name: "Renamed" });
+    const other = await builtVirtualMachine("patch-02");
+    const taken = await api.call("PATCH", "/core/v1/virtual_machines/virtual_machine", {
+      token,
+      body: { virtual_machine: { id: other }, properties: { hostname: "patched-01" } },
+    });
+    expect(taken.statusCode).toBe(422);
+    expect(taken.json().error.code).toBe("validation_error");
+    const bad = await api.call("PATCH", "/core/v1/virtual_machines/virtual_machine", {
+      token,
+      body: { virtual_machine: { id: other }, properties: { hostname: "no_underscores" } },
+    });
+    expect(bad.json().error.code).toBe("validation_error");
+    const missing = await api.call("PATCH", "/core/v1/virtual_machines/virtual_machine", {
+      token,
+      body: { virtual_machine: { id: other } },
+    });
+    expect(missing.json().error.code).toBe("missing_required_argument");
+  });
+
+  it("the trash: list, read by id or object_id, restore, purge one, purge all", async () => {
+    const vm = await builtVirtualMachine("trash-01");
+    const deleted = await ok("DELETE", "/virtual_machines/virtual_machine", { virtual_machine: { id: vm } });
+    const trashId = deleted.trash_object.id as string;
+    // keep_until is the server's setting (one day by default) after the deletion.
+    expect(deleted.trash_object.keep_until - Math.floor(Date.now() / 1000)).toBeGreaterThan(24 * 3600 - 60);
+    const listed = await ok(
+      "GET",
+      "/organizations/organization/trash_objects",
+      {},
+      "?organization[sub_domain]=acme",
+    );
+    expect(listed.trash_objects.map((t: { id: string }) => t.id)).toContain(trashId);
+    const byObject = await ok("GET", "/trash_objects/trash_object", {}, `?trash_object[object_id]=${vm}`);
+    expect(byObject.trash_object).toEqual(deleted.trash_object);
+    const foreign = await api.call("GET", `/core/v1/trash_objects/_?trash_object[id]=${trashId}`, {
+      token: otherToken,
+    });
+    expect(foreign.json().error.code).toBe("trash_object_not_found");
+
+    const restored = await ok("POST", "/trash_objects/trash_object/restore", {
+      trash_object: { id: trashId },
+    });
+    expect(restored.trash_object.id).toBe(trashId);
+    const back = await ok("GET", "/virtual_machines/virtual_machine", {}, `?virtual_machine[id]=${vm}`);
+    expect(back.virtual_machine.ip_addresses.length).toBeGreaterThan(0);
+    const none = await api.call("GET", `/core/v1/trash_objects/_?trash_object[id]=${trashId}`, { token });
+    expect(none.json().error.code).toBe("trash_object_not_found");
+
+    const again = await ok("DELETE", "/virtual_machines/virtual_machine", { virtual_machine: { id: vm } });
+    const purge = await ok("DELETE", "/trash_objects/trash_object", {
+      trash_object: { id: again.trash_object.id },
+    });
+    expect(purge.task).toMatchObject({ name: "Purge items from trash", status: "pending", progress: 0 });
+    // Asked twice: the same purge.
+    const twice = await ok("DELETE", "/trash_objects/trash_object", { trash_object: { object_id: vm } });
+    expect(twice.task.id).toBe(purge.task.id);
+    // While its purge waits, the object cannot be restored.
+    const late = await api.call("POST", "/core/v1/trash_objects/trash_object/restore", {
+      token,
+      body: { trash_object: { id: again.trash_object.id } },
+    });
+    expect(late.json().error.code).toBe("task_queueing_error");
+
+    const all = await ok("POST", "/organizations/organization/trash_objects/purge_all", {
+      organization: { sub_domain: "acme" },
+    });
+    expect(all.task).toMatchObject({ name: "Purge items from trash", status: "running" });
+    const empty = await api.call("POST", "/core/v1/organizations/_/trash_objects/purge_all", {
+      token: otherToken,
+      body: { organization: { sub_domain: "globex" } },
+    });
+    expect(empty.json().task).toMatchObject({ status: "completed", progress: 100 });
+  });
+
+  it("reads a disk whole: data center, profile, its VM, what it was installed from", async () => {
+    const disks = await ok(
+      "GET",
+      "/virtual_machines/virtual_machine/disks",
+      {},
+      `?virtual_machine[id]=${ids.vm}`,
+    );
+    const system = disks.disks[0].disk.id as string;
+    const read = await ok("GET", "/disks/disk", {}, `?disk[id]=${system}`);
+    expect(read.disk).toMatchObject({
+      id: system,
+      bus_type: "virtio",
+      virtual_machine_disk: { virtual_machine: { id: ids.vm }, boot: true },
+      installation: { disk_template_version: { disk_template: { permalink: "templates/trebuchet-demo" } } },
+    });
+    const foreign = await api.call("GET", `/core/v1/disks/_?disk[id]=${system}`, { token: otherToken });
+    expect(foreign.json().error.code).toBe("disk_not_found");
   });
 
   it("validates the success body of every operation of the schema that Trebuchet serves", () => {

@@ -461,7 +461,9 @@ describe.each(DIALECTS)("documented errors on %s", (dialect) => {
         }),
         "validation_error",
       );
-      expect(option.detail.errors[0]).toMatch(/has no option "rocket" \(options: motd, fail_boot\)/);
+      expect(option.detail.errors[0]).toMatch(
+        /has no option "rocket" \(options: motd, fail_boot, install_agent\)/,
+      );
       const boolean = expectError(
         await api.call("POST", BUILD, {
           token: acme.acmeToken,

@@ -1,7 +1,8 @@
 /** Housekeeping against real databases: expired trash and idempotency keys are purged, nothing else. */
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { newId, purgeExpired } from "../../src/store/index.js";
+import { purgeExpiredTrash } from "../../src/lifecycle/index.js";
+import { purgeExpired } from "../../src/store/index.js";
 import { startTestApi, withTenants, type TestApi } from "../support/api.js";
 import { DIALECTS } from "../support/stores.js";
 
@@ -11,10 +12,9 @@ const BUILD = "/core/v1/organizations/_/virtual_machines/build_from_spec";
 describe.each(DIALECTS)("housekeeping on %s", (dialect) => {
   let api: TestApi;
   let token: string;
-  let acme: string;
   beforeAll(async () => {
     api = await startTestApi(dialect);
-    ({ acmeToken: token, acme } = await withTenants(api));
+    ({ acmeToken: token } = await withTenants(api));
   });
   afterAll(() => api.dispose());
 
@@ -28,7 +28,7 @@ describe.each(DIALECTS)("housekeeping on %s", (dialect) => {
     return response.json();
   };
 
-  it("purges trash past keep_until (the VM is then not found) and keeps younger trash", async () => {
+  it("queues the purge of trash past keep_until, once, and leaves younger trash alone", async () => {
     const db = api.server.store.db;
     const now = Math.floor(Date.now() / 1000);
     const vmOf = async (hostname: string) =>
@@ -39,38 +39,42 @@ describe.each(DIALECTS)("housekeeping on %s", (dialect) => {
           .where("hostname", "=", hostname)
           .executeTakeFirstOrThrow()
       ).id;
-    await build("old-trash");
-    await build("new-trash");
-    for (const [hostname, keepUntil] of [
-      ["old-trash", now - 1],
-      ["new-trash", now + 3600],
-    ] as const) {
+    for (const hostname of ["old-trash", "new-trash"]) {
+      await build(hostname);
       const id = await vmOf(hostname);
+      // Built (no worker here): the VM may be deleted.
       await db
-        .updateTable("virtual_machines")
-        .set({ deleted_at: now - 10 })
-        .where("id", "=", id)
+        .updateTable("builds")
+        .set({ state: "complete" })
+        .where("virtual_machine_id", "=", id)
         .execute();
-      await db
-        .insertInto("trash_objects")
-        .values({
-          id: newId("trashObject"),
-          object_type: "VirtualMachine",
-          object_id: id,
-          organization_id: acme,
-          keep_until: keepUntil,
-          created_at: now - 10,
-        })
-        .execute();
+      await db.updateTable("virtual_machines").set({ state: "stopped" }).where("id", "=", id).execute();
+      const deleted = await api.call("DELETE", `/core/v1/virtual_machines/_?virtual_machine[id]=${id}`, {
+        token,
+      });
+      expect(deleted.statusCode, deleted.body).toBe(200);
     }
-    const lookup = async (hostname: string) =>
-      (await api.call("GET", `/core/v1/virtual_machines/${await vmOf(hostname)}`, { token })).json().error
-        .code;
-    expect(await lookup("old-trash")).toBe("object_in_trash");
+    const old = await vmOf("old-trash");
+    await db
+      .updateTable("trash_objects")
+      .set({ keep_until: now - 1 })
+      .where("object_id", "=", old)
+      .execute();
+    const purges = (vmId: string) =>
+      db
+        .selectFrom("tasks")
+        .selectAll()
+        .where("object_id", "=", vmId)
+        .where("action", "=", "purge")
+        .execute();
 
-    expect(await purgeExpired(db, now)).toMatchObject({ trashObjects: 1 });
-    expect(await lookup("old-trash")).toBe("virtual_machine_not_found");
-    expect(await lookup("new-trash")).toBe("object_in_trash");
+    expect(await purgeExpiredTrash(db, now)).toBe(1);
+    expect(await purgeExpiredTrash(db, now)).toBe(0);
+    expect(await purges(old)).toMatchObject([{ name: "Purge items from trash", status: "pending" }]);
+    expect(await purges(await vmOf("new-trash"))).toEqual([]);
+    // Until its purge has run, the VM is still in the trash.
+    const lookup = await api.call("GET", `/core/v1/virtual_machines/${old}`, { token });
+    expect(lookup.json().error.code).toBe("object_in_trash");
   });
 
   it("purges idempotency keys past their expiry and keeps live ones", async () => {

@@ -89,7 +89,13 @@ describe("trebuchet admin migrate", () => {
     expect(first.status).toBe(0);
     expect(JSON.parse(first.stdout)).toMatchObject({
       database: "sqlite",
-      applied: ["0001-initial", "0002-work-queue", "0003-lifecycle", "0004-column-defaults"],
+      applied: [
+        "0001-initial",
+        "0002-work-queue",
+        "0003-lifecycle",
+        "0004-column-defaults",
+        "0005-vm-resources",
+      ],
       pending: [],
     });
     const second = runCli(["admin", "migrate", "--data", data, "--json"], { env: { DATABASE_URL: "" } });

@@ -131,12 +131,20 @@ describe("actions fired at one VM at once (real QEMU)", () => {
       if (task.status === "failed") expect(task.error).toBe(CANCELLED_BY_DELETION);
       else expect(task.status).toBe("completed");
     }
+    // In the trash: powered off, still on its host.
+    expect(qemuProcesses(vmId)).toEqual([]);
+    expect(await driver.list()).toContain(vmId);
+    // Purged (asked twice at once: one purge), then nothing is left of it.
+    const purges = await Promise.all(
+      [1, 2].map(() => call("DELETE", `/core/v1/trash_objects/_?trash_object[object_id]=${vmId}`)),
+    );
+    expect(purges.map((p) => p.status)).toEqual([200, 200]);
+    expect(new Set(purges.map((p) => p.body.task.id)).size).toBe(1);
+    await until("the purge", async () => ((await openTasks()) === 0 ? true : undefined));
     // One call at a time on the VM, all along, as the driver saw them.
     expect(driver.overlaps).toEqual([]);
-    expect(
-      driver.log.filter((c) => c.vmId === vmId && c.operation === "destroy").length,
-    ).toBeGreaterThanOrEqual(1);
-    // The deletion left nothing: no process, no tap, no trace on the host, no address held.
+    expect(driver.log.filter((c) => c.vmId === vmId && c.operation === "destroy").length).toBe(1);
+    // The purge left nothing: no process, no tap, no trace on the host, no address held.
     expect(qemuProcesses(vmId)).toEqual([]);
     for (const nic of nics) {
       const shown = await inNamespace(namespace, "ip", ["link", "show", tapName(nic.id)]);

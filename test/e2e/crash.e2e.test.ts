@@ -120,16 +120,16 @@ async function tapsOnHost(): Promise<string[]> {
 
 /**
  * No tap outlives its VM: every tap on the host is an interface of a live VM, every live
- * VM's interfaces have theirs, and a failed or deleted VM has none.
+ * VM's interfaces have theirs (a VM in the trash keeps its own), and a failed or purged VM has none.
  */
 async function expectTapsOfLiveVmsOnly(db: Kysely<Database>): Promise<void> {
   const nics = await db
     .selectFrom("network_interfaces")
     .innerJoin("virtual_machines", "virtual_machines.id", "network_interfaces.virtual_machine_id")
-    .select(["network_interfaces.id", "virtual_machines.id as vmId", "virtual_machines.state", "deleted_at"])
+    .select(["network_interfaces.id", "virtual_machines.id as vmId", "virtual_machines.state", "purged_at"])
     .execute();
-  const live = nics.filter((n) => n.deleted_at === null && n.state !== "failed");
-  const gone = nics.filter((n) => n.deleted_at !== null || n.state === "failed");
+  const live = nics.filter((n) => n.purged_at === null && n.state !== "failed");
+  const gone = nics.filter((n) => n.purged_at !== null || n.state === "failed");
   const taps = await tapsOnHost();
   const liveTaps = new Set(live.map((n) => tapName(n.id)));
   expect(
@@ -142,7 +142,7 @@ async function expectTapsOfLiveVmsOnly(db: Kysely<Database>): Promise<void> {
   ).toEqual([]);
   expect(
     gone.filter((n) => taps.includes(tapName(n.id))).map((n) => `${n.vmId} (${n.state}): ${tapName(n.id)}`),
-    "failed or deleted VMs' taps",
+    "failed or purged VMs' taps",
   ).toEqual([]);
 }
 
@@ -268,7 +268,7 @@ describe("kill -9 of the control plane (real QEMU)", () => {
             await store.db
               .selectFrom("virtual_machines")
               .select("id")
-              .where("deleted_at", "is", null)
+              .where("purged_at", "is", null)
               .execute()
           ).map((v) => v.id),
         );

@@ -181,7 +181,7 @@ describe("a VM built from examples/web.xml (real QEMU)", () => {
     expect(console).toContain("power button: shutting down");
   }, 600_000);
 
-  it("delete leaves no disk, tap or process, and gives the addresses back", async () => {
+  it("delete keeps the VM in the trash powered off; restore brings it back; purge leaves no disk, tap or process and gives the addresses back", async () => {
     const start = await call("POST", `/core/v1/virtual_machines/_/start?virtual_machine[id]=${vmId}`);
     await finishedTask(start.body.task.id);
     const nics = await server.store.db
@@ -190,15 +190,22 @@ describe("a VM built from examples/web.xml (real QEMU)", () => {
       .where("virtual_machine_id", "=", vmId)
       .execute();
     expect(nics).toHaveLength(2);
-    // Its taps are there before the delete (so their absence after it means something).
-    for (const nic of nics) {
-      const shown = await inNamespace(namespace, "ip", ["link", "show", tapName(nic.id)]);
-      expect(shown.code, `${tapName(nic.id)}: ${shown.stderr}`).toBe(0);
-    }
+    const tapsShown = () =>
+      Promise.all(nics.map((nic) => inNamespace(namespace, "ip", ["link", "show", tapName(nic.id)])));
+    const held = () =>
+      server.store.db
+        .selectFrom("ip_addresses")
+        .select("address")
+        .where("allocation_id", "=", vmId)
+        .execute();
+    const addresses = (await held()).map((a) => a.address).sort();
+    expect(addresses.length).toBeGreaterThan(0);
+    for (const shown of await tapsShown()) expect(shown.code, shown.stderr).toBe(0);
+
     const deleted = await call("DELETE", `/core/v1/virtual_machines/_?virtual_machine[id]=${vmId}`);
     expect(deleted.status).toBe(200);
     expect(deleted.body.trash_object).toMatchObject({ object_id: vmId, object_type: "VirtualMachine" });
-    expect(deleted.body.trash_object.keep_until - Math.floor(Date.now() / 1000)).toBeGreaterThan(172_700);
+    expect(deleted.body.trash_object.keep_until - Math.floor(Date.now() / 1000)).toBeGreaterThan(86_300);
     const task = await until("the delete task", async () => {
       const row = await server.store.db
         .selectFrom("tasks")
@@ -209,22 +216,43 @@ describe("a VM built from examples/web.xml (real QEMU)", () => {
       return row && (row.status === "completed" || row.status === "failed") ? row : undefined;
     });
     expect(task.status).toBe("completed");
+    // In the trash: powered off, its disks, taps and addresses kept.
     expect(qemuProcesses(vmId)).toEqual([]);
-    expect(existsSync(join(dataDir, "vms", vmId))).toBe(false);
-    for (const nic of nics) {
-      const shown = await inNamespace(namespace, "ip", ["link", "show", tapName(nic.id)]);
-      expect(shown.code, `${tapName(nic.id)} outlived its VM`).not.toBe(0);
-      expect(shown.stderr).toMatch(/does not exist/);
-    }
-    const held = await server.store.db
-      .selectFrom("ip_addresses")
-      .select("address")
-      .where("allocation_id", "=", vmId)
-      .execute();
-    expect(held).toEqual([]);
+    expect(existsSync(join(dataDir, "vms", vmId))).toBe(true);
+    for (const shown of await tapsShown()) expect(shown.code, shown.stderr).toBe(0);
+    expect((await held()).map((a) => a.address).sort()).toEqual(addresses);
     expect(
       (await call("GET", `/core/v1/virtual_machines/_?virtual_machine[id]=${vmId}`)).body.error.code,
     ).toBe("object_in_trash");
+
+    // Restored: back, powered off, and it boots again from its own disk.
+    const restored = await call("POST", `/core/v1/trash_objects/_/restore?trash_object[object_id]=${vmId}`);
+    expect(restored.status, JSON.stringify(restored.body)).toBe(200);
+    const back = await call("GET", `/core/v1/virtual_machines/_?virtual_machine[id]=${vmId}`);
+    expect(back.body.virtual_machine.state).toBe("stopped");
+    const again = await call("POST", `/core/v1/virtual_machines/_/start?virtual_machine[id]=${vmId}`);
+    expect((await finishedTask(again.body.task.id)).status).toBe("completed");
+    expect(qemuProcesses(vmId)).toHaveLength(1);
+
+    // Deleted again and purged: nothing of it is left on the host.
+    const second = await call("DELETE", `/core/v1/virtual_machines/_?virtual_machine[id]=${vmId}`);
+    expect(second.status).toBe(200);
+    const purge = await call(
+      "DELETE",
+      `/core/v1/trash_objects/_?trash_object[id]=${second.body.trash_object.id}`,
+    );
+    expect(purge.status, JSON.stringify(purge.body)).toBe(200);
+    expect((await finishedTask(purge.body.task.id)).status).toBe("completed");
+    expect(qemuProcesses(vmId)).toEqual([]);
+    expect(existsSync(join(dataDir, "vms", vmId))).toBe(false);
+    for (const shown of await tapsShown()) {
+      expect(shown.code, "a tap outlived its VM").not.toBe(0);
+      expect(shown.stderr).toMatch(/does not exist/);
+    }
+    expect(await held()).toEqual([]);
+    expect(
+      (await call("GET", `/core/v1/virtual_machines/_?virtual_machine[id]=${vmId}`)).body.error.code,
+    ).toBe("virtual_machine_not_found");
   }, 600_000);
 });
 
@@ -244,11 +272,11 @@ describe("the user CLI (real QEMU, real socket)", () => {
       env: { TREBUCHET_URL: url, TREBUCHET_TOKEN: token },
     });
     expect(JSON.parse(shown.stdout).virtual_machine.state).toBe("started");
-    const deleted = await runCliAsync(["vm", "delete", vmId], {
+    const deleted = await runCliAsync(["vm", "delete", vmId, "--purge"], {
       env: { TREBUCHET_URL: url, TREBUCHET_TOKEN: token },
     });
-    expect(deleted.stdout).toMatch(/in the trash/);
-    await until("the delete", async () =>
+    expect(deleted.stdout, deleted.stderr).toMatch(/purged: task task_\w+ completed/);
+    await until("the purge", async () =>
       qemuProcesses(vmId).length === 0 && !existsSync(join(dataDir, "vms", vmId)) ? true : undefined,
     );
   }, 600_000);

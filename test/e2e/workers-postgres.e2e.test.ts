@@ -160,10 +160,13 @@ describe("worker processes on PostgreSQL (real QEMU)", () => {
     }
   }, 300_000);
 
-  it("deletion is carried out by the worker of the VM's host", async () => {
+  it("deletion and purging are carried out by the worker of the VM's host", async () => {
     const deleted = await Promise.all(vms.map((vm) => call("DELETE", `/virtual_machines/${vm.id}`)));
     expect(deleted.map((d) => d.trash_object?.object_id)).toEqual(vms.map((vm) => vm.id));
-    // The deletion task is internal (the schema's answer has none): wait for the host to be clear.
+    const purged = await Promise.all(
+      deleted.map((d) => call("DELETE", `/trash_objects/_?trash_object[id]=${d.trash_object.id}`)),
+    );
+    expect(purged.map((p) => p.task?.name)).toEqual(vms.map(() => "Purge items from trash"));
     await until("the hosts to clear", async () =>
       vms.every(
         (vm) => qemuProcesses(vm.id).length === 0 && !existsSync(join(dataDirs.get(vm.host)!, "vms", vm.id)),

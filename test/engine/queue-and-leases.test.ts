@@ -143,13 +143,31 @@ describe.each(DIALECTS)("queues and leases on %s", (dialect) => {
       expect(byId.get(cancelled)).toMatchObject({ status: "failed", error: CANCELLED_BY_DELETION });
     const last = [...byId.values()].at(-1)!;
     expect(last).toMatchObject({ action: "delete", status: "completed" });
-    expect(slow.driver.log.map((c) => c.operation)).toEqual(["start", "waitReady", "destroy"]);
-    expect(await slow.driver.list()).toEqual([]);
+    // Deleted: powered off, kept on its host in the trash.
+    expect(slow.driver.log.map((c) => c.operation)).toEqual(["start", "waitReady", "stop"]);
+    expect(await slow.driver.state(vmId)).toBe("stopped");
     // After the deletion, the VM takes no action.
     const refused = await api.call("POST", `/core/v1/virtual_machines/_/start?virtual_machine[id]=${vmId}`, {
       token,
     });
     expect(refused.json().error.code).toBe("object_in_trash");
+    // Purged: destroyed on its host, then not found.
+    const purge = await api.call("DELETE", `/core/v1/trash_objects/_?trash_object[object_id]=${vmId}`, {
+      token,
+    });
+    expect(purge.statusCode, purge.body).toBe(200);
+    expect(purge.json().task).toMatchObject({ name: "Purge items from trash", status: "pending" });
+    await eventually(
+      async () =>
+        (await taskRows(vmId)).find((t) => t.id === purge.json().task.id)?.status === "completed"
+          ? true
+          : undefined,
+      20_000,
+    );
+    expect(slow.driver.log.map((c) => c.operation)).toEqual(["start", "waitReady", "stop", "destroy"]);
+    expect(await slow.driver.list()).toEqual([]);
+    const gone = await api.call("GET", `/core/v1/virtual_machines/_?virtual_machine[id]=${vmId}`, { token });
+    expect(gone.json().error.code).toBe("virtual_machine_not_found");
   });
 
   it("a worker whose lease is taken over mid-build writes nothing more and leaves nothing on its host", async () => {

@@ -105,6 +105,7 @@ describe.each(DIALECTS)("the worker on %s", (dialect) => {
     expect(definition.options).toEqual([
       { key: "motd", value: "Built by Trebuchet" },
       { key: "fail_boot", value: "false" },
+      { key: "install_agent", value: "false" },
     ]);
   });
 
@@ -247,6 +248,24 @@ describe.each(DIALECTS)("the worker on %s", (dialect) => {
       token,
     });
     expect(deleted.statusCode).toBe(200);
+    const deletion = await until(async () => {
+      const task = await api.server.store.db
+        .selectFrom("tasks")
+        .selectAll()
+        .where("object_id", "=", vmId)
+        .where("action", "=", "delete")
+        .executeTakeFirstOrThrow();
+      return task.status === "completed" ? task : undefined;
+    });
+    expect(deletion.name).toBe("Delete virtual machine");
+    // In the trash: still on its host, powered off, its addresses held.
+    expect(await driver.state(vmId)).toBe("stopped");
+    const held = await api.server.store.db.selectFrom("ip_addresses").select("id").execute();
+    expect(held.length).toBeGreaterThan(0);
+    const purge = await api.call("DELETE", `/core/v1/trash_objects/_?trash_object[object_id]=${vmId}`, {
+      token,
+    });
+    expect(purge.statusCode, purge.body).toBe(200);
     await until(async () => (driver.vms.has(vmId) ? undefined : true));
     await until(async () =>
       (await api.server.store.db.selectFrom("ip_addresses").select("id").execute()).length === 0
@@ -277,6 +296,20 @@ describe.each(DIALECTS)("the worker on %s", (dialect) => {
     const first = worker();
     await first.worker.start();
     const done = await finished((await build("drift")).virtual_machine_build.id);
+    const trashed = (await finished((await build("trashed")).virtual_machine_build.id)).virtual_machine_id!;
+    const deleted = await api.call("DELETE", `/core/v1/virtual_machines/_?virtual_machine[id]=${trashed}`, {
+      token,
+    });
+    expect(deleted.statusCode).toBe(200);
+    await until(async () => {
+      const task = await api.server.store.db
+        .selectFrom("tasks")
+        .select("status")
+        .where("object_id", "=", trashed)
+        .where("action", "=", "delete")
+        .executeTakeFirstOrThrow();
+      return task.status === "completed" ? true : undefined;
+    });
     await first.worker.stop();
     // While the control plane was down, the VM's process died and a stray VM appeared on the host.
     first.driver.vms.get(done.virtual_machine_id!)!.running = false;
@@ -295,5 +328,7 @@ describe.each(DIALECTS)("the worker on %s", (dialect) => {
       .executeTakeFirstOrThrow();
     expect(vm.state).toBe("stopped");
     expect(first.driver.vms.has("vm_strayAAAAAAAAAAA")).toBe(false);
+    // A VM in the trash is kept (it may be restored) until its purge.
+    expect(first.driver.vms.has(trashed)).toBe(true);
   });
 });

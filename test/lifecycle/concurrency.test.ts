@@ -136,29 +136,52 @@ describe.each(DIALECTS)("one action at a time per VM on %s", (dialect) => {
     const acted = [...drivers.values()].flatMap((d) => d.log.filter((c) => c.operation !== "create"));
     expect(acted.length).toBeGreaterThan(100);
 
-    // Every VM's record matches its host; deleted ones left nothing behind.
+    // Every VM's record matches its host; deleted ones wait in the trash, powered off,
+    // still holding their addresses.
     const vms = await db.selectFrom("virtual_machines").selectAll().where("id", "in", vmIds).execute();
+    const hostOf = async (vm: (typeof vms)[number]) =>
+      drivers.get(
+        (await db.selectFrom("hosts").select("name").where("id", "=", vm.host_id!).executeTakeFirstOrThrow())
+          .name,
+      )!;
+    const heldBy = (vmId: string) =>
+      db.selectFrom("ip_addresses").select("id").where("allocation_id", "=", vmId).execute();
+    const trashed = vms.filter((vm) => vm.deleted_at !== null);
+    expect(trashed.length).toBeGreaterThan(0);
     for (const vm of vms) {
-      const host = await db
-        .selectFrom("hosts")
-        .select("name")
-        .where("id", "=", vm.host_id!)
-        .executeTakeFirstOrThrow();
-      const onHost = drivers.get(host.name)!;
+      expect({ vm: vm.id, state: vm.state }).toEqual({
+        vm: vm.id,
+        state: stateOfPower(await (await hostOf(vm)).state(vm.id)),
+      });
       if (vm.deleted_at !== null) {
-        expect(await onHost.list()).not.toContain(vm.id);
-        const held = await db
-          .selectFrom("ip_addresses")
-          .select("id")
-          .where("allocation_id", "=", vm.id)
-          .execute();
-        expect(held).toEqual([]);
-      } else {
-        expect({ vm: vm.id, state: vm.state }).toEqual({
-          vm: vm.id,
-          state: stateOfPower(await onHost.state(vm.id)),
-        });
+        expect(vm.state).toBe("stopped");
+        expect((await heldBy(vm.id)).length).toBeGreaterThan(0);
       }
+    }
+
+    // Purging the whole trash leaves nothing of the deleted VMs on their hosts, and gives
+    // their addresses back.
+    const purge = await api.call("POST", "/core/v1/organizations/_/trash_objects/purge_all", {
+      token,
+      body: { organization: { sub_domain: "acme" } },
+    });
+    expect(purge.statusCode, purge.body).toBe(200);
+    const purgeTask = purge.json().task.id as string;
+    await eventually(
+      async () => {
+        const task = await db
+          .selectFrom("tasks")
+          .selectAll()
+          .where("id", "=", purgeTask)
+          .executeTakeFirstOrThrow();
+        return task.status === "completed" ? task : undefined;
+      },
+      60_000,
+      "the trash purged",
+    );
+    for (const vm of trashed) {
+      expect(await (await hostOf(vm)).list()).not.toContain(vm.id);
+      expect(await heldBy(vm.id)).toEqual([]);
     }
     const live = new Set(vms.filter((vm) => vm.deleted_at === null).map((vm) => vm.id));
     const onHosts = (await Promise.all([...drivers.values()].map((d) => d.list()))).flat();

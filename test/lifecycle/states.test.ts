@@ -14,6 +14,7 @@ import {
 } from "../../src/lifecycle/index.js";
 import {
   BUILD_STATES,
+  TASK_ACTIONS,
   TASK_STATUSES,
   VIRTUAL_MACHINE_STATES,
   type TaskAction,
@@ -22,7 +23,7 @@ import {
 
 const BUILD_EVENTS: BuildEvent[] = ["claim", "complete", "fail"];
 const TASK_EVENTS: TaskEvent[] = ["claim", "complete", "fail", "cancel"];
-const ACTIONS: TaskAction[] = ["start", "stop", "shutdown", "reset", "delete"];
+const ACTIONS: TaskAction[] = [...TASK_ACTIONS];
 const POWER: PowerState[] = ["running", "stopped", "missing"];
 
 /** Every (state, event) pair and where it leads; `-` where the machine refuses it. */
@@ -95,8 +96,14 @@ describe("virtual machines", () => {
       "reset stopped": "nothing, stopped",
       "reset missing": "nothing, stopped",
       "delete running": "run stopping -> stopped",
-      "delete stopped": "run stopping -> stopped",
-      "delete missing": "run stopping -> stopped",
+      "delete stopped": "nothing, stopped",
+      "delete missing": "nothing, stopped",
+      "purge running": "run stopping -> stopped",
+      "purge stopped": "run stopping -> stopped",
+      "purge missing": "run stopping -> stopped",
+      "reconfigure running": "run started -> started",
+      "reconfigure stopped": "run stopped -> stopped",
+      "reconfigure missing": "run stopped -> stopped",
     });
   });
 

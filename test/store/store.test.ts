@@ -442,6 +442,7 @@ describe.each(DIALECTS)("store on %s", (dialect) => {
       { name: "0002-work-queue", executedAt: expect.any(Date) },
       { name: "0003-lifecycle", executedAt: expect.any(Date) },
       { name: "0004-column-defaults", executedAt: expect.any(Date) },
+      { name: "0005-vm-resources", executedAt: expect.any(Date) },
     ]);
     expect(await migrateToLatest(store.db)).toEqual({ applied: [], pending: [] });
   });

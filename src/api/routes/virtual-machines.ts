@@ -1,51 +1,67 @@
-import { ApiError } from "../../errors.js";
-import { ActionRefused, deleteVirtualMachine, queueAction } from "../../lifecycle/index.js";
-import type { TaskAction, Row } from "../../store/index.js";
-import { pagination, paginationObject, requireLookup } from "../arguments.js";
+import { ApiError, missingArgument } from "../../errors.js";
+import {
+  ActionRefused,
+  ChangeRefused,
+  deleteVirtualMachine,
+  queueAction,
+  updateVirtualMachine,
+  type PowerAction,
+  type VirtualMachineChanges,
+} from "../../lifecycle/index.js";
+import { isValidHostname } from "../../spec/validate.js";
+import {
+  keyValueArray,
+  objectArgument,
+  pagination,
+  paginationObject,
+  requireLookup,
+  stringArgument,
+  stringListArgument,
+  type ArgumentBag,
+} from "../arguments.js";
 import type { Operation, OperationContext } from "../operation.js";
 import * as present from "../presenters.js";
-import { checkOwnership } from "../resolve.js";
+import { findVirtualMachine } from "../lookups.js";
 import { annotationsOf, virtualMachineView } from "../views.js";
 
 /** Power actions, deletion, and what a VM holds: the operations the build engine carries out. */
 
-const TRASH_SECONDS = 48 * 3600;
-
-/** The VM a request names, if the identity may act on it; a deleted one answers `object_in_trash`. */
-async function findVirtualMachine(context: OperationContext): Promise<Row<"virtual_machines">> {
-  const { db } = context.services;
-  const lookup = requireLookup(
-    context.args,
-    "virtual_machine",
-    ["id", "fqdn"] as const,
-    context.segments.virtual_machine,
-  );
-  const candidates = await db
-    .selectFrom("virtual_machines")
-    .selectAll()
-    .where(lookup.key, "=", lookup.value)
-    .orderBy("created_at", "desc")
-    .execute();
-  const vm = candidates.find((v) => v.deleted_at === null) ?? candidates[0];
-  if (!vm) throw new ApiError("virtual_machine_not_found");
-  await checkOwnership(context, vm.organization_id, "virtual_machine_not_found");
-  if (vm.deleted_at !== null) {
-    const trash = await db
-      .selectFrom("trash_objects")
-      .selectAll()
-      .where("object_id", "=", vm.id)
-      .executeTakeFirst();
-    if (!trash) throw new ApiError("virtual_machine_not_found");
-    throw new ApiError("object_in_trash", {
-      trash_object: {
-        id: trash.id,
-        keep_until: trash.keep_until,
-        object_id: trash.object_id,
-        object_type: trash.object_type,
-      },
+/** The `properties` of a VM update, checked and resolved (a group must be the organization's). */
+async function changesOf(
+  context: OperationContext,
+  properties: ArgumentBag,
+  organizationId: string,
+): Promise<VirtualMachineChanges> {
+  const name = stringArgument(properties, "name", { maxLength: 255 });
+  const hostname = stringArgument(properties, "hostname", { maxLength: 63 });
+  const description = stringArgument(properties, "description", { maxLength: 10_000 });
+  const tagNames = stringListArgument(properties, "tag_names");
+  if (name !== undefined && name.trim() === "")
+    throw new ApiError("validation_error", { errors: ["Name can't be blank"] });
+  if (hostname !== undefined && !(isValidHostname(hostname) && !hostname.includes(".")))
+    throw new ApiError("validation_error", {
+      errors: [`"${hostname}" is not a valid host name (letters, digits and inner hyphens, 1-63 characters)`],
     });
+  let groupId: string | null | undefined;
+  if (properties.group === null) groupId = null;
+  else if (properties.group !== undefined) {
+    const lookup = requireLookup(properties, "group", ["id"] as const);
+    const group = await context.services.db
+      .selectFrom("virtual_machine_groups")
+      .select("id")
+      .where("id", "=", lookup.value)
+      .where("organization_id", "=", organizationId)
+      .executeTakeFirst();
+    if (!group) throw new ApiError("virtual_machine_group_not_found");
+    groupId = group.id;
   }
-  return vm;
+  return {
+    ...(name !== undefined ? { name } : {}),
+    ...(hostname !== undefined ? { hostname } : {}),
+    ...(description !== undefined ? { description: description === "" ? null : description } : {}),
+    ...(groupId !== undefined ? { groupId } : {}),
+    ...(tagNames !== undefined ? { tagNames } : {}),
+  };
 }
 
 /** Runs a lifecycle call that queues a task; a VM that cannot take it answers `task_queueing_error`. */
@@ -62,7 +78,7 @@ async function queueing<T>(context: OperationContext, queue: () => Promise<T>): 
   }
 }
 
-function powerAction(action: Exclude<TaskAction, "delete">): Operation {
+function powerAction(action: PowerAction): Operation {
   return {
     name: `${action}_virtual_machine`,
     method: "POST",
@@ -97,6 +113,40 @@ export const virtualMachineOperations: Operation[] = [
       };
     },
   },
+  {
+    name: "update_virtual_machine",
+    method: "PATCH",
+    path: "/virtual_machines/virtual_machine",
+    scopes: ["virtual_machines"],
+    access: "write",
+    bucket: "write",
+    async handle(context) {
+      const { db, baseDomain } = context.services;
+      const vm = await findVirtualMachine(context);
+      const properties = objectArgument(context.args, "properties");
+      if (!properties) throw missingArgument(["properties"]);
+      const changes = await changesOf(context, properties, vm.organization_id);
+      const annotations =
+        context.args.annotations === undefined ? undefined : keyValueArray(context.args, "annotations");
+      try {
+        const updated = await updateVirtualMachine(db, vm.id, {
+          ...changes,
+          ...(annotations !== undefined ? { annotations } : {}),
+        });
+        context.services.notifyWork?.();
+        return {
+          body: {
+            virtual_machine: await virtualMachineView(db, updated, baseDomain),
+            annotations: await annotationsOf(db, "VirtualMachine", vm.id),
+          },
+        };
+      } catch (error) {
+        if (error instanceof ChangeRefused)
+          throw new ApiError("validation_error", { errors: [error.message] });
+        throw error;
+      }
+    },
+  },
   powerAction("start"),
   powerAction("stop"),
   powerAction("shutdown"),
@@ -112,74 +162,11 @@ export const virtualMachineOperations: Operation[] = [
       const { db, baseDomain } = context.services;
       const vm = await findVirtualMachine(context);
       const { vm: deleted, trash } = await queueing(context, () =>
-        deleteVirtualMachine(db, vm.id, context.services.now() + TRASH_SECONDS),
+        deleteVirtualMachine(db, vm.id, context.services.now() + context.services.trashKeepSeconds),
       );
       const view = await virtualMachineView(db, deleted, baseDomain);
       return {
-        body: {
-          trash_object: {
-            id: trash.id,
-            keep_until: trash.keep_until,
-            object_id: trash.object_id,
-            object_type: trash.object_type,
-          },
-          virtual_machine: view,
-        },
-      };
-    },
-  },
-  {
-    name: "list_virtual_machine_network_interfaces",
-    method: "GET",
-    path: "/virtual_machines/virtual_machine/network_interfaces",
-    scopes: ["virtual_machines", "virtual_machines:read"],
-    access: "read",
-    bucket: "read",
-    async handle(context) {
-      const { db } = context.services;
-      const vm = await findVirtualMachine(context);
-      const page = pagination(context.args);
-      const nics = await db
-        .selectFrom("network_interfaces")
-        .selectAll()
-        .where("virtual_machine_id", "=", vm.id)
-        .orderBy("position")
-        .execute();
-      const ips = await db
-        .selectFrom("ip_addresses")
-        .select(["id", "address", "network_id"])
-        .where("allocation_type", "=", "VirtualMachine")
-        .where("allocation_id", "=", vm.id)
-        .execute();
-      const items = [];
-      for (const nic of nics.slice((page.page - 1) * page.perPage, page.page * page.perPage)) {
-        const network = nic.network_id
-          ? await db
-              .selectFrom("networks")
-              .select(["id", "name"])
-              .where("id", "=", nic.network_id)
-              .executeTakeFirst()
-          : undefined;
-        const vnet = nic.virtual_network_id
-          ? await db
-              .selectFrom("virtual_networks")
-              .select(["id", "name"])
-              .where("id", "=", nic.virtual_network_id)
-              .executeTakeFirst()
-          : undefined;
-        items.push({
-          id: nic.id,
-          name: `eth${nic.position - 1}`,
-          network: network ?? null,
-          virtual_network: vnet ?? null,
-          mac_address: nic.mac_address,
-          ip_addresses: ips
-            .filter((ip) => ip.network_id === nic.network_id)
-            .map((ip) => ({ id: ip.id, address: ip.address })),
-        });
-      }
-      return {
-        body: { pagination: paginationObject(page, nics.length), virtual_machine_network_interfaces: items },
+        body: { trash_object: present.trashObject(trash), virtual_machine: view },
       };
     },
   },

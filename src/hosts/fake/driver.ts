@@ -116,6 +116,12 @@ export class FakeDriver implements HostDriver {
     });
   }
 
+  reconfigure(definition: VmDefinition): Promise<void> {
+    return this.act("reconfigure", definition.id, () => {
+      this.vm(definition.id).definition = definition;
+    });
+  }
+
   destroy(id: string): Promise<void> {
     return this.act("destroy", id, () => {
       this.vms.delete(id);

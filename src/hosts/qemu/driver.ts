@@ -4,6 +4,7 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
   watch,
@@ -140,17 +141,7 @@ export class QemuDriver implements HostDriver {
             paths.disk(disk.id),
           ),
         );
-      const seedDir = join(paths.directory, "seed");
-      for (const [name, content] of renderSeed(vm)) {
-        const file = join(seedDir, name);
-        mkdirSync(dirname(file), { recursive: true });
-        writeFileSync(file, content);
-      }
-      const seed = runTool(
-        "genisoimage",
-        ["-quiet", "-output", paths.seedIso, "-volid", "cidata", "-joliet", "-rock", seedDir],
-        "making the seed",
-      );
+      const seed = writeSeed(vm, paths);
       const results = await Promise.allSettled([...disks, seed, network]);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
       if (failed) throw failed.reason;
@@ -245,6 +236,29 @@ export class QemuDriver implements HostDriver {
   async reset(vmId: string): Promise<void> {
     if ((await this.state(vmId)) !== "running") throw new HostError(`VM ${vmId} is not running`);
     await qmp(this.paths(vmId).qmp, "system_reset");
+  }
+
+  /**
+   * The host side changes at once: taps of removed interfaces go, new ones join their
+   * bridges (a bridge holds only its network's gateways, so addresses need nothing there).
+   * The guest reads its interfaces and addresses from the seed when it boots (cloud-init
+   * re-applies network-config at every boot, see seed.ts): a running guest sees a change
+   * at its next start, and the QEMU process keeps the seed it opened until then.
+   */
+  async reconfigure(vm: VmDefinition): Promise<void> {
+    const before = this.definition(vm.id);
+    const paths = this.paths(vm.id);
+    if (this.network) {
+      const kept = new Set(vm.interfaces.map((nic) => nic.id));
+      await this.network.unplug(
+        before.interfaces.filter((nic) => !kept.has(nic.id)).map((nic) => tapName(nic.id)),
+      );
+      await this.network.plug(ports(vm));
+    }
+    await writeSeed(vm, paths);
+    const file = join(paths.directory, "definition.json");
+    writeFileSync(`${file}.new`, JSON.stringify(vm, null, 2));
+    renameSync(`${file}.new`, file);
   }
 
   async destroy(vmId: string): Promise<void> {
@@ -383,4 +397,22 @@ async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
     await sleep(50);
   }
   return false;
+}
+
+/** Renders the VM's seed and packs it into its ISO, replacing the previous one whole. */
+async function writeSeed(vm: VmDefinition, paths: VmPaths): Promise<void> {
+  const seedDir = join(paths.directory, "seed");
+  rmSync(seedDir, { recursive: true, force: true });
+  for (const [name, content] of renderSeed(vm)) {
+    const file = join(seedDir, name);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, content);
+  }
+  const next = `${paths.seedIso}.new`;
+  await runTool(
+    "genisoimage",
+    ["-quiet", "-output", next, "-volid", "cidata", "-joliet", "-rock", seedDir],
+    "making the seed",
+  );
+  renameSync(next, paths.seedIso);
 }

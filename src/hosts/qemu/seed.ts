@@ -18,6 +18,9 @@ export function renderSeed(vm: VmDefinition): Map<string, string> {
     fqdn: vm.hostname,
     ssh_authorized_keys: vm.authorizedKeys,
     disable_root: false,
+    // Apply network-config at every boot, not only the first: address changes made while
+    // the VM existed reach the guest at its next start.
+    updates: { network: { when: ["boot"] } },
   };
   // Cloud images say they are ready the way the demo template does: on the serial console.
   userData.runcmd = [["sh", "-c", `echo TREBUCHET-READY ${vm.id} > /dev/ttyS0`]];

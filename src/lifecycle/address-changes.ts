@@ -1,0 +1,208 @@
+import type { Kysely, Transaction } from "kysely";
+import { lockedForUpdate, retryingConflicts, type Database, type Row } from "../store/index.js";
+import type { IpVersion } from "../catalog/addresses.js";
+import { allocateAddress } from "./addresses.js";
+import { acceptsActions } from "./states.js";
+import { enqueue } from "./tasks.js";
+
+/**
+ * Changes to what addresses a VM holds, made by its organization: allocate (an address
+ * it owns, or a new one) onto an interface, unallocate (it stays the organization's),
+ * release (back to the pool). A live VM whose addresses change gets a `reconfigure`
+ * task: its host applies the new definition (see HostDriver.reconfigure).
+ */
+
+export class AddressRefused extends Error {
+  constructor(
+    readonly reason:
+      | "not_allocated"
+      | "already_allocated"
+      | "not_supported"
+      | "wrong_network"
+      | "no_interface"
+      | "interface_detached",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function lockAddress(trx: Transaction<Database>, ipId: string) {
+  return lockedForUpdate(
+    trx,
+    trx.selectFrom("ip_addresses").selectAll().where("id", "=", ipId),
+  ).executeTakeFirst();
+}
+
+/**
+ * Queues the VM's host to apply its definition again, unless nothing would read it yet
+ * (its build has not created it: the build reads the database), it is in the trash or
+ * gone, or a reconfiguration that has not started is already queued (it will read this
+ * change too).
+ */
+export async function queueReconfigure(trx: Transaction<Database>, vmId: string): Promise<void> {
+  const vm = await lockedForUpdate(
+    trx,
+    trx.selectFrom("virtual_machines").selectAll().where("id", "=", vmId),
+  ).executeTakeFirst();
+  // A VM in the trash is reconfigured when it is restored.
+  if (!vm || vm.deleted_at !== null || !acceptsActions(vm.state)) return;
+  const build = await trx
+    .selectFrom("builds")
+    .select("state")
+    .where("virtual_machine_id", "=", vmId)
+    .orderBy("created_at", "desc")
+    .executeTakeFirst();
+  if (build && build.state !== "complete") return;
+  const waiting = await trx
+    .selectFrom("tasks")
+    .select("id")
+    .where("object_id", "=", vmId)
+    .where("action", "=", "reconfigure")
+    .where("status", "=", "pending")
+    .executeTakeFirst();
+  if (!waiting) await enqueue(trx, vm, "reconfigure");
+}
+
+function detach(trx: Kysely<Database>, ipId: string) {
+  return trx
+    .updateTable("ip_addresses")
+    .set({ allocation_type: null, allocation_id: null, network_interface_id: null, reverse_dns: null })
+    .where("id", "=", ipId)
+    .execute();
+}
+
+/** Takes an address off what it is allocated to; the organization keeps it. */
+export function unallocateAddress(db: Kysely<Database>, ipId: string): Promise<void> {
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => {
+      const ip = await lockAddress(trx, ipId);
+      if (!ip?.allocation_id) throw new AddressRefused("not_allocated", "the address is not allocated");
+      if (ip.allocation_type !== "VirtualMachine")
+        throw new AddressRefused("not_supported", `addresses of a ${ip.allocation_type} stay with it`);
+      await detach(trx, ip.id);
+      await queueReconfigure(trx, ip.allocation_id);
+    }),
+  );
+}
+
+/** Gives an address back to the pool, unallocating it first if it is allocated. */
+export function releaseAddress(db: Kysely<Database>, ipId: string): Promise<void> {
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => {
+      const ip = await lockAddress(trx, ipId);
+      if (!ip) return;
+      if (ip.allocation_id && ip.allocation_type !== "VirtualMachine")
+        throw new AddressRefused("not_supported", `addresses of a ${ip.allocation_type} stay with it`);
+      await trx.deleteFrom("ip_addresses").where("id", "=", ip.id).execute();
+      if (ip.allocation_id) await queueReconfigure(trx, ip.allocation_id);
+    }),
+  );
+}
+
+type Interface = Row<"network_interfaces">;
+
+async function vmOfInterface(trx: Kysely<Database>, nic: Interface) {
+  return trx
+    .selectFrom("virtual_machines")
+    .selectAll()
+    .where("id", "=", nic.virtual_machine_id)
+    .executeTakeFirstOrThrow();
+}
+
+async function allocateOnto(trx: Transaction<Database>, ip: Row<"ip_addresses">, nic: Interface) {
+  const vm = await vmOfInterface(trx, nic);
+  await trx
+    .updateTable("ip_addresses")
+    .set({
+      allocation_type: "VirtualMachine",
+      allocation_id: vm.id,
+      network_interface_id: nic.id,
+      reverse_dns: vm.fqdn,
+    })
+    .where("id", "=", ip.id)
+    .execute();
+  await queueReconfigure(trx, vm.id);
+}
+
+function checkFree(ip: Row<"ip_addresses">): void {
+  if (ip.allocation_id !== null)
+    throw new AddressRefused("already_allocated", `the address is allocated to ${ip.allocation_id}`);
+}
+
+/** Allocates an address the organization owns onto an interface of one of its VMs. */
+export function allocateToInterface(db: Kysely<Database>, ipId: string, nic: Interface): Promise<void> {
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => {
+      const ip = await lockAddress(trx, ipId);
+      if (!ip) throw new AddressRefused("not_allocated", "the address is gone");
+      checkFree(ip);
+      if (nic.network_id !== ip.network_id)
+        throw new AddressRefused("wrong_network", "the address is not in the interface's network");
+      await allocateOnto(trx, ip, nic);
+    }),
+  );
+}
+
+/** Allocates an address onto the VM's first attached interface in the address's network. */
+export function allocateToVirtualMachine(db: Kysely<Database>, ipId: string, vmId: string): Promise<void> {
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => {
+      const ip = await lockAddress(trx, ipId);
+      if (!ip) throw new AddressRefused("not_allocated", "the address is gone");
+      checkFree(ip);
+      const nic = await trx
+        .selectFrom("network_interfaces")
+        .selectAll()
+        .where("virtual_machine_id", "=", vmId)
+        .where("network_id", "=", ip.network_id)
+        .where("state", "=", "attached")
+        .orderBy("position")
+        .executeTakeFirst();
+      if (!nic) throw new AddressRefused("no_interface", "the VM has no interface in the address's network");
+      await allocateOnto(trx, ip, nic);
+    }),
+  );
+}
+
+/** Allocates a new address of the interface's network to the organization, onto the interface. */
+export function allocateNewToInterface(
+  db: Kysely<Database>,
+  nic: Interface,
+  version: IpVersion,
+): Promise<Row<"ip_addresses">> {
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => {
+      if (nic.network_id === null)
+        throw new AddressRefused("wrong_network", "the interface is on a virtual network, which has no pool");
+      const vm = await vmOfInterface(trx, nic);
+      const ip = await allocateAddress(trx, {
+        networkId: nic.network_id,
+        version,
+        subnetId: null,
+        organizationId: vm.organization_id,
+        allocationType: "VirtualMachine",
+        allocationId: vm.id,
+        networkInterfaceId: nic.id,
+        reverseDns: vm.fqdn,
+      });
+      await queueReconfigure(trx, vm.id);
+      return ip;
+    }),
+  );
+}
+
+/** Changes what an address says of itself (no host sees these). */
+export async function updateAddress(
+  db: Kysely<Database>,
+  ipId: string,
+  changes: { vip?: boolean; label?: string | null; reverseDns?: string | null },
+): Promise<void> {
+  const set = {
+    ...(changes.vip !== undefined ? { vip: changes.vip ? (1 as const) : (0 as const) } : {}),
+    ...(changes.label !== undefined ? { label: changes.label } : {}),
+    ...(changes.reverseDns !== undefined ? { reverse_dns: changes.reverseDns } : {}),
+  };
+  if (Object.keys(set).length > 0)
+    await db.updateTable("ip_addresses").set(set).where("id", "=", ipId).execute();
+}
