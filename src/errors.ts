@@ -129,6 +129,14 @@ export const ERRORS = {
     status: 404,
     description: "No virtual machine group was found matching any of the criteria provided in the arguments",
   },
+  disk_io_profile_not_found: {
+    status: 404,
+    description: "No disk IO profile was found matching any of the criteria provided in the arguments",
+  },
+  tag_not_found: {
+    status: 404,
+    description: "No tag was found matching any of the criteria provided in the arguments",
+  },
   interface_not_found: {
     status: 404,
     description: "An interface could not be found for the specified network",
@@ -163,6 +171,12 @@ export const ERRORS = {
   virtual_machine_network_interface_already_detached: {
     status: 422,
     description: "The virtual machine network interface is already detached from the virtual machine",
+  },
+  unassigned_disk: { status: 422, description: "Disk is not assigned to a virtual machine." },
+  unable_to_assign: { status: 422, description: "The disk can not be assigned to the virtual machine." },
+  unable_to_unassign: {
+    status: 422,
+    description: "The disk can not be unassigned from the virtual machine.",
   },
   validation_error: {
     status: 422,

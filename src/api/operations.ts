@@ -2,6 +2,7 @@ import type { Operation } from "./operation.js";
 import { buildEventsOperation, buildOperations } from "./routes/builds.js";
 import { catalogOperations } from "./routes/catalog.js";
 import { diskOperations } from "./routes/disks.js";
+import { groupAndTagOperations } from "./routes/groups-and-tags.js";
 import { ipAddressOperations } from "./routes/ip-addresses.js";
 import { networkInterfaceOperations } from "./routes/network-interfaces.js";
 import { resourceOperations } from "./routes/resources.js";
@@ -17,6 +18,7 @@ export const OPERATIONS: readonly Operation[] = [
   ...networkInterfaceOperations,
   ...trashOperations,
   ...diskOperations,
+  ...groupAndTagOperations,
   ...buildOperations,
   buildEventsOperation,
 ];

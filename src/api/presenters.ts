@@ -239,6 +239,14 @@ const DISK_STATES: Record<Row<"disks">["state"], string> = {
   failed: "failed",
 };
 
+/** Where a disk a VM has stands with the VM's machine (Katapult's VirtualMachineDisk state). */
+export function diskAttachmentState(d: Pick<Row<"disks">, "state" | "path">): string {
+  if (d.state === "failed") return "failed";
+  if (d.state === "attached") return "attached";
+  // Assigned standalone disks wait detached; a new VM's own disks are being attached.
+  return d.path !== null && d.state === "ready" ? "detached" : "attaching";
+}
+
 /** A disk in an organization's list: the schema's shape, with the VM it is attached to. */
 export function disk(d: Row<"disks">, vm: { id: string; fqdn: string } | undefined) {
   return {

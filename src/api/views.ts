@@ -280,9 +280,9 @@ export async function diskView(db: Kysely<Database>, disk: Row<"disks">) {
     virtual_machine_disk: vm
       ? {
           virtual_machine: { id: vm.id, fqdn: vm.fqdn },
-          attach_on_boot: true,
+          attach_on_boot: present.diskAttachmentState(disk) !== "detached",
           boot: disk.position === 1,
-          state: disk.state === "failed" ? "failed" : disk.state === "attached" ? "attached" : "attaching",
+          state: present.diskAttachmentState(disk),
         }
       : null,
     installation:

@@ -2,7 +2,7 @@ import { isAbsolute, join } from "node:path";
 import type { Kysely } from "kysely";
 import { parseCidr } from "../catalog/addresses.js";
 import type { GuestInterface, VmDefinition } from "../hosts/driver.js";
-import { storedPlanOf } from "../lifecycle/index.js";
+import { inDefinition, storedPlanOf } from "../lifecycle/index.js";
 import type { Database } from "../store/index.js";
 import { dnsServersColumn } from "../catalog/columns.js";
 
@@ -116,11 +116,12 @@ export async function loadVmDefinition(
       kernel: version.kernel_path ? templatePath(templatesDir, version.kernel_path) : null,
       initrd: version.initrd_path ? templatePath(templatesDir, version.initrd_path) : null,
     },
-    disks: disks.map((d) => ({
+    // Disks made with the VM live in its directory; shared and standalone ones where they were made.
+    disks: disks.filter(inDefinition).map((d) => ({
       id: d.id,
       sizeInGb: d.size_in_gb,
-      system: d.position === 1 && d.shared === 0,
-      ...(d.shared === 1 && d.path ? { existingPath: d.path } : {}),
+      system: d.position === 1 && d.shared === 0 && d.path === null,
+      ...(d.path ? { existingPath: d.path } : {}),
     })),
     interfaces,
     dnsServers,

@@ -10,6 +10,7 @@ import {
   completeBuild,
   decideAction,
   failBuild,
+  finishDiskTask,
   finishTask,
   heartbeat,
   LeaseHolder,
@@ -285,9 +286,41 @@ export class Worker {
     return true;
   }
 
-  private async executeTask(task: ClaimedTask, lost: () => boolean): Promise<void> {
+  /** A standalone disk's build or purge: one call on the host, then the outcome. */
+  private async executeDiskTask(task: ClaimedTask, lost: () => boolean): Promise<void> {
     const { driver } = this.options;
-    const { vmId, action } = task;
+    const diskId = task.vmId;
+    try {
+      let path: string | undefined;
+      if (task.action === "build_disk") {
+        const disk = await this.write(() =>
+          this.db.selectFrom("disks").select("size_in_gb").where("id", "=", diskId).executeTakeFirstOrThrow(),
+        );
+        this.log(`task ${task.taskId}: build disk ${diskId} (${disk.size_in_gb} GB)`);
+        path = await driver.createDisk(diskId, disk.size_in_gb);
+      } else if (task.action === "purge") {
+        this.log(`task ${task.taskId}: purge disk ${diskId}`);
+        await driver.destroyDisk(diskId);
+      } else throw new Error(`a disk has no ${task.action} action`);
+      if (lost()) throw new LeaseLost(task.lease);
+      await this.write(() => finishDiskTask(this.db, task, path === undefined ? {} : { path }));
+    } catch (error) {
+      if (error instanceof LeaseLost) return this.abandon(task.lease, diskId);
+      if (isDatabaseUnavailable(error) && this.stopping.signal.aborted) return;
+      const reason = (error as Error).message;
+      this.log(`task ${task.taskId}: failed: ${reason}`);
+      await this.write(() => finishDiskTask(this.db, task, { failure: reason })).catch((failure: unknown) => {
+        if (!(failure instanceof LeaseLost)) throw failure;
+      });
+    }
+  }
+
+  private async executeTask(task: ClaimedTask, lost: () => boolean): Promise<void> {
+    if (task.objectType === "Disk") return this.executeDiskTask(task, lost);
+    if (task.action === "build_disk") throw new Error(`task ${task.taskId}: a VM has no build_disk action`);
+    const { driver } = this.options;
+    const { vmId } = task;
+    const action = task.action;
     /** Before each call on the host: a job whose lease was taken touches the VM no more. */
     const stillMine = () => {
       if (lost()) throw new LeaseLost(task.lease);

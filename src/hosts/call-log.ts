@@ -2,7 +2,17 @@ import type { HostDriver, PowerState, VmDefinition } from "./driver.js";
 
 /** One call that acted on a VM, with when it began and ended (performance.now()). */
 export interface DriverCall {
-  operation: "create" | "start" | "stop" | "shutdown" | "reset" | "reconfigure" | "destroy" | "waitReady";
+  operation:
+    | "create"
+    | "start"
+    | "stop"
+    | "shutdown"
+    | "reset"
+    | "reconfigure"
+    | "destroy"
+    | "waitReady"
+    | "createDisk"
+    | "destroyDisk";
   vmId: string;
   startedAt: number;
   endedAt: number | undefined;
@@ -75,6 +85,12 @@ export class LoggedDriver implements HostDriver {
   }
   destroy(vmId: string): Promise<void> {
     return this.act("destroy", vmId, () => this.inner.destroy(vmId));
+  }
+  createDisk(diskId: string, sizeInGb: number): Promise<string> {
+    return this.act("createDisk", diskId, () => this.inner.createDisk(diskId, sizeInGb));
+  }
+  destroyDisk(diskId: string): Promise<void> {
+    return this.act("destroyDisk", diskId, () => this.inner.destroyDisk(diskId));
   }
   state(vmId: string): Promise<PowerState> {
     return this.inner.state(vmId);

@@ -84,6 +84,13 @@ export interface HostDriver {
    * the guest sees from its next start. Idempotent.
    */
   reconfigure(vm: VmDefinition): Promise<void>;
+  /**
+   * Creates a blank disk that belongs to no VM yet (a standalone disk); returns the path
+   * a VM's definition names it by (`existingPath`). Idempotent.
+   */
+  createDisk(diskId: string, sizeInGb: number): Promise<string>;
+  /** Removes a standalone disk; one already gone is fine. */
+  destroyDisk(diskId: string): Promise<void>;
   /** Stops the VM and removes everything `create` made. Safe to call on a half-created VM. */
   destroy(vmId: string): Promise<void>;
   state(vmId: string): Promise<PowerState>;

@@ -9,7 +9,7 @@ export interface DriverContext {
   hostName: string;
   /** Driver-specific place of the host's VMs (the QEMU driver's network namespace). */
   namespace: string | null;
-  /** The agent's data directory: `vms/` and `cache/` live here. */
+  /** The agent's data directory: `vms/`, `disks/` and `cache/` live here. */
   dataDir: string;
   log: (message: string) => void;
 }
@@ -21,6 +21,7 @@ const DRIVERS: Record<DriverName, (context: DriverContext) => HostDriver> = {
       name: context.hostName,
       vmsDir: join(context.dataDir, "vms"),
       cacheDir: join(context.dataDir, "cache"),
+      disksDir: join(context.dataDir, "disks"),
       namespace: context.namespace,
       log: context.log,
     }),

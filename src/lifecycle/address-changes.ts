@@ -2,8 +2,7 @@ import type { Kysely, Transaction } from "kysely";
 import { lockedForUpdate, retryingConflicts, type Database, type Row } from "../store/index.js";
 import type { IpVersion } from "../catalog/addresses.js";
 import { allocateAddress } from "./addresses.js";
-import { acceptsActions } from "./states.js";
-import { enqueue } from "./tasks.js";
+import { enqueue, vmTakingChanges } from "./tasks.js";
 
 /**
  * Changes to what addresses a VM holds, made by its organization: allocate (an address
@@ -41,19 +40,8 @@ async function lockAddress(trx: Transaction<Database>, ipId: string) {
  * change too).
  */
 export async function queueReconfigure(trx: Transaction<Database>, vmId: string): Promise<void> {
-  const vm = await lockedForUpdate(
-    trx,
-    trx.selectFrom("virtual_machines").selectAll().where("id", "=", vmId),
-  ).executeTakeFirst();
-  // A VM in the trash is reconfigured when it is restored.
-  if (!vm || vm.deleted_at !== null || !acceptsActions(vm.state)) return;
-  const build = await trx
-    .selectFrom("builds")
-    .select("state")
-    .where("virtual_machine_id", "=", vmId)
-    .orderBy("created_at", "desc")
-    .executeTakeFirst();
-  if (build && build.state !== "complete") return;
+  const vm = await vmTakingChanges(trx, vmId);
+  if (!vm) return;
   const waiting = await trx
     .selectFrom("tasks")
     .select("id")

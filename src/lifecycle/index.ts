@@ -7,6 +7,8 @@ export * from "./accept.js";
 export * from "./address-changes.js";
 export { AddressesExhausted, allocateToOrganization, isUniqueViolation } from "./addresses.js";
 export * from "./builds.js";
+export * from "./disks.js";
+export * from "./groups-and-tags.js";
 export * from "./idempotency.js";
 export * from "./leases.js";
 export * from "./states.js";

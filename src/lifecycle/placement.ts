@@ -42,17 +42,32 @@ export async function usageOf(
     .where("state", "!=", "failed")
     .where("id", "!=", exceptVm)
     .executeTakeFirst();
+  // Disks stay on the host while their VM is in the trash, until it is purged.
   const disks = await db
     .selectFrom("disks")
     .innerJoin("virtual_machines", "virtual_machines.id", "disks.virtual_machine_id")
     .select((eb) => eb.fn.sum<number>("disks.size_in_gb").as("disk"))
     .where("virtual_machines.host_id", "=", hostId)
-    .where("virtual_machines.deleted_at", "is", null)
+    .where("virtual_machines.purged_at", "is", null)
     .where("disks.state", "!=", "deleted")
     .where("disks.shared", "=", 0)
     .where("virtual_machines.id", "!=", exceptVm)
     .executeTakeFirst();
-  return { memory: Number(vms?.memory ?? 0), disk: Number(disks?.disk ?? 0) };
+  const standalone = await standaloneDiskUsage(db, hostId);
+  return { memory: Number(vms?.memory ?? 0), disk: Number(disks?.disk ?? 0) + standalone };
+}
+
+/** Disks made on the host that no VM has (yet). */
+export async function standaloneDiskUsage(db: Kysely<Database>, hostId: string): Promise<number> {
+  const row = await db
+    .selectFrom("disks")
+    .select((eb) => eb.fn.sum<number>("size_in_gb").as("disk"))
+    .where("host_id", "=", hostId)
+    .where("virtual_machine_id", "is", null)
+    .where("shared", "=", 0)
+    .where("state", "!=", "deleted")
+    .executeTakeFirst();
+  return Number(row?.disk ?? 0);
 }
 
 export async function hasRoom(db: Kysely<Database>, host: Row<"hosts">, needs: Needs): Promise<boolean> {

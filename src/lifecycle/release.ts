@@ -6,7 +6,8 @@ import { storedPlanOf } from "./stored-plan.js";
 /**
  * Gives back what a VM held, in the transaction given: addresses it was given as new
  * return to the pool, addresses the organization owned before stay with it
- * (unallocated), its own disks are marked deleted, shared disks are detached. Idempotent.
+ * (unallocated), the disks made with it are marked deleted, standalone and shared disks
+ * are detached and kept. Idempotent.
  */
 export async function releaseVm(trx: Kysely<Database>, vmId: string): Promise<void> {
   const addresses = (await storedPlanOf(trx, vmId))?.addresses ?? [];
@@ -27,6 +28,14 @@ export async function releaseVm(trx: Kysely<Database>, vmId: string): Promise<vo
       .where("allocation_id", "=", vmId)
       .execute();
   }
+  // Disks made on their own outlive the VM they were given to: back to the organization, detached.
+  await trx
+    .updateTable("disks")
+    .set({ virtual_machine_id: null, position: null, state: "ready" })
+    .where("virtual_machine_id", "=", vmId)
+    .where("shared", "=", 0)
+    .where("path", "is not", null)
+    .execute();
   await trx
     .updateTable("disks")
     .set({ state: "deleted" })
@@ -46,4 +55,10 @@ export async function purged(trx: Kysely<Database>, vmId: string): Promise<void>
   await releaseVm(trx, vmId);
   await trx.updateTable("virtual_machines").set({ purged_at: now() }).where("id", "=", vmId).execute();
   await trx.deleteFrom("trash_objects").where("object_id", "=", vmId).execute();
+}
+
+/** A standalone disk's purge finished: its file is gone from its host. */
+export async function diskPurged(trx: Kysely<Database>, diskId: string): Promise<void> {
+  await trx.updateTable("disks").set({ state: "deleted" }).where("id", "=", diskId).execute();
+  await trx.deleteFrom("trash_objects").where("object_id", "=", diskId).execute();
 }

@@ -96,7 +96,10 @@ export type ActionDecision =
  * `missing` (the host has no trace of it) is treated as stopped; only `purge` and
  * `reconfigure` act on it.
  */
-export function decideAction(action: TaskAction, power: PowerState): ActionDecision {
+/** What a VM's own queue runs (a standalone disk's build is not the VM's). */
+export type VmTaskAction = Exclude<TaskAction, "build_disk">;
+
+export function decideAction(action: VmTaskAction, power: PowerState): ActionDecision {
   const running = power === "running";
   switch (action) {
     case "start":

@@ -10,7 +10,7 @@ import {
   type VirtualMachineState,
 } from "../store/index.js";
 import { now, withLease, type Lease, type LeaseHolder } from "./leases.js";
-import { purged } from "./release.js";
+import { diskPurged, purged } from "./release.js";
 import { acceptsActions, nextTaskStatus, taskStatusesAllowing } from "./states.js";
 import { setVmState } from "./vms.js";
 
@@ -28,6 +28,7 @@ export const TASK_NAMES: Record<TaskAction, string> = {
   delete: "Delete virtual machine",
   purge: "Purge items from trash",
   reconfigure: "Apply configuration to virtual machine",
+  build_disk: "Build disk",
 };
 
 /** The VM cannot take actions now: deleted meanwhile, or still being built, or failed. */
@@ -51,12 +52,33 @@ export async function lockActionableVm(
   trx: Transaction<Database>,
   vmId: string,
 ): Promise<Row<"virtual_machines">> {
+  const { vm, refusal } = await lockForChange(trx, vmId);
+  if (refusal) throw refusal;
+  return vm!;
+}
+
+/**
+ * The VM, locked, if its host can take a change now: it is built, not failed, not in
+ * the trash (a VM in the trash is reconfigured when it is restored); else undefined.
+ */
+export async function vmTakingChanges(
+  trx: Transaction<Database>,
+  vmId: string,
+): Promise<Row<"virtual_machines"> | undefined> {
+  const { vm, refusal } = await lockForChange(trx, vmId);
+  return refusal ? undefined : vm;
+}
+
+async function lockForChange(
+  trx: Transaction<Database>,
+  vmId: string,
+): Promise<{ vm?: Row<"virtual_machines">; refusal?: ActionRefused }> {
   const vm = await lockedForUpdate(
     trx,
     trx.selectFrom("virtual_machines").selectAll().where("id", "=", vmId),
   ).executeTakeFirst();
   if (!vm || vm.deleted_at !== null)
-    throw new ActionRefused("deleted", "the virtual machine has been deleted");
+    return { refusal: new ActionRefused("deleted", "the virtual machine has been deleted") };
   const build = await trx
     .selectFrom("builds")
     .select("state")
@@ -64,35 +86,44 @@ export async function lockActionableVm(
     .orderBy("created_at", "desc")
     .executeTakeFirst();
   if (build && build.state !== "complete")
-    throw new ActionRefused(
-      "not_ready",
-      `the virtual machine's build is ${build.state}; try again when it is complete`,
-    );
-  if (!acceptsActions(vm.state)) throw new ActionRefused("not_ready", `the virtual machine is ${vm.state}`);
-  return vm;
+    return {
+      refusal: new ActionRefused(
+        "not_ready",
+        `the virtual machine's build is ${build.state}; try again when it is complete`,
+      ),
+    };
+  if (!acceptsActions(vm.state))
+    return { refusal: new ActionRefused("not_ready", `the virtual machine is ${vm.state}`) };
+  return { vm };
 }
 
-/** Queues an action last in the VM's queue (optionally as part of a larger task). */
+/** What has a queue of tasks: a VM (its actions) or a standalone disk (its build, its purge). */
+export interface QueueOwner {
+  id: string;
+  organization_id: string | null;
+}
+
+/** Queues an action last in its owner's queue (optionally as part of a larger task). */
 export async function enqueue(
   trx: Transaction<Database>,
-  vm: Row<"virtual_machines">,
+  owner: QueueOwner,
   action: TaskAction,
   parentId: string | null = null,
 ) {
   const last = await trx
     .selectFrom("tasks")
     .select((eb) => eb.fn.max("queue_position").as("position"))
-    .where("object_id", "=", vm.id)
+    .where("object_id", "=", owner.id)
     .executeTakeFirst();
   const task = {
     id: newId("task"),
-    organization_id: vm.organization_id,
+    organization_id: owner.organization_id,
     name: TASK_NAMES[action],
     status: "pending" as const,
     action,
     queue_position: Number(last?.position ?? 0) + 1,
-    object_type: "VirtualMachine",
-    object_id: vm.id,
+    object_type: owner.id.startsWith("disk_") ? "Disk" : "VirtualMachine",
+    object_id: owner.id,
     created_at: now(),
     ...(parentId === null ? {} : { parent_id: parentId }),
   };
@@ -147,7 +178,9 @@ export function deleteVirtualMachine(db: Kysely<Database>, vmId: string, keepUnt
 export interface ClaimedTask {
   lease: Lease;
   taskId: string;
+  /** The object whose queue it is in: a VM's ID, or a standalone disk's (see objectType). */
   vmId: string;
+  objectType: "VirtualMachine" | "Disk";
   action: TaskAction;
   /** The larger task this one is part of (a whole trash's purge). */
   parentId: string | null;
@@ -169,10 +202,17 @@ export async function claimTask(
       trx,
       trx
         .selectFrom("tasks as t")
-        .select(["t.id", "t.object_id", "t.action", "t.status", "t.parent_id"])
+        .select(["t.id", "t.object_id", "t.object_type", "t.action", "t.status", "t.parent_id"])
         .where("t.action", "is not", null)
-        .where("t.object_id", "in", (eb) =>
-          eb.selectFrom("virtual_machines").select("id").where("host_id", "=", hostId),
+        .where((eb) =>
+          eb.or([
+            eb(
+              "t.object_id",
+              "in",
+              eb.selectFrom("virtual_machines").select("id").where("host_id", "=", hostId),
+            ),
+            eb("t.object_id", "in", eb.selectFrom("disks").select("id").where("host_id", "=", hostId)),
+          ]),
         )
         .where((eb) =>
           eb.or([
@@ -223,6 +263,7 @@ export async function claimTask(
       lease,
       taskId: task.id,
       vmId: task.object_id!,
+      objectType: task.object_type === "Disk" ? ("Disk" as const) : ("VirtualMachine" as const),
       action: task.action!,
       parentId: task.parent_id,
     };
@@ -266,6 +307,41 @@ export function finishTask(
       })
       .where("id", "=", task.taskId)
       .where("status", "in", taskStatusesAllowing(failure === undefined ? "complete" : "fail"))
+      .execute();
+    if (task.parentId !== null) await settleParent(trx, task.parentId);
+  });
+}
+
+/**
+ * A standalone disk's task is over: a build records where the disk is (or that it
+ * failed), a purge that the disk is gone.
+ */
+export function finishDiskTask(
+  db: Kysely<Database>,
+  task: ClaimedTask,
+  outcome: { path?: string; failure?: string },
+): Promise<void> {
+  return withLease(db, task.lease, async (trx) => {
+    const failed = outcome.failure !== undefined;
+    if (task.action === "build_disk")
+      await trx
+        .updateTable("disks")
+        .set(failed || !outcome.path ? { state: "failed" } : { state: "ready", path: outcome.path })
+        .where("id", "=", task.vmId)
+        .where("state", "=", "pending")
+        .execute();
+    if (task.action === "purge" && !failed) await diskPurged(trx, task.vmId);
+    await trx
+      .updateTable("tasks")
+      .set({
+        status: nextTaskStatus("running", failed ? "fail" : "complete")!,
+        ...(failed ? { error: outcome.failure! } : { progress: 100 }),
+        finished_at: now(),
+        lease_owner: null,
+        lease_expires_at: null,
+      })
+      .where("id", "=", task.taskId)
+      .where("status", "in", taskStatusesAllowing(failed ? "fail" : "complete"))
       .execute();
     if (task.parentId !== null) await settleParent(trx, task.parentId);
   });

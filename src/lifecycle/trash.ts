@@ -40,6 +40,15 @@ async function lockTrashedVm(trx: Transaction<Database>, trash: Row<"trash_objec
   ).executeTakeFirst();
 }
 
+/** What a trash object holds, locked: a VM, or a standalone disk (not purged yet). */
+async function lockTrashed(trx: Transaction<Database>, trash: Row<"trash_objects">) {
+  if (trash.object_type === "VirtualMachine") return lockTrashedVm(trx, trash);
+  return lockedForUpdate(
+    trx,
+    trx.selectFrom("disks").selectAll().where("id", "=", trash.object_id).where("state", "!=", "deleted"),
+  ).executeTakeFirst();
+}
+
 async function trashObject(trx: Kysely<Database>, trashId: string) {
   return trx.selectFrom("trash_objects").selectAll().where("id", "=", trashId).executeTakeFirst();
 }
@@ -56,11 +65,11 @@ async function purgeUnderway(trx: Kysely<Database>, vmId: string) {
 
 /** Queues a purge (or answers the one already queued), `undefined` when the object is gone. */
 async function queuePurge(trx: Transaction<Database>, trash: Row<"trash_objects">, parentId: string | null) {
-  const vm = await lockTrashedVm(trx, trash);
-  if (!vm) return undefined;
-  const underway = await purgeUnderway(trx, vm.id);
+  const object = await lockTrashed(trx, trash);
+  if (!object) return undefined;
+  const underway = await purgeUnderway(trx, object.id);
   if (underway) return { task: underway, queued: false };
-  return { task: await enqueue(trx, vm, "purge", parentId), queued: true };
+  return { task: await enqueue(trx, object, "purge", parentId), queued: true };
 }
 
 /** Purges one trash object; `undefined` when it is no longer in the trash. */
@@ -118,7 +127,8 @@ export function purgeAllTrash(db: Kysely<Database>, organizationId: string): Pro
 
 /**
  * Brings a VM back from the trash, as it was there: powered off, with its disks and
- * addresses. Not while it is being purged, nor when a live VM took its hostname.
+ * addresses (or a disk, as it was). Not while it is being purged, nor when a live VM
+ * took its hostname.
  */
 export function restoreTrashObject(
   db: Kysely<Database>,
@@ -128,6 +138,14 @@ export function restoreTrashObject(
     db.transaction().execute(async (trx) => {
       const trash = await trashObject(trx, trashId);
       if (!trash) return undefined;
+      if (trash.object_type !== "VirtualMachine") {
+        const disk = await lockTrashed(trx, trash);
+        if (!disk) return undefined;
+        if (await purgeUnderway(trx, disk.id))
+          throw new TrashRefused("purging", "the object is being purged from the trash");
+        await trx.deleteFrom("trash_objects").where("id", "=", trash.id).execute();
+        return trash;
+      }
       const vm = await lockTrashedVm(trx, trash);
       if (!vm) return undefined;
       if (await purgeUnderway(trx, vm.id))

@@ -367,9 +367,19 @@ export interface BuildsTable {
 /**
  * What a VM's queued task does: power actions; `delete` (to the trash: powered off,
  * everything kept); `purge` (out of the trash: destroyed on its host, what it held given
- * back); `reconfigure` (its host applies a changed definition: addresses, interfaces).
+ * back); `reconfigure` (its host applies a changed definition: addresses, interfaces,
+ * disks). A standalone disk's tasks: `build_disk`, and `purge` out of the trash.
  */
-export const TASK_ACTIONS = ["start", "stop", "shutdown", "reset", "delete", "purge", "reconfigure"] as const;
+export const TASK_ACTIONS = [
+  "start",
+  "stop",
+  "shutdown",
+  "reset",
+  "delete",
+  "purge",
+  "reconfigure",
+  "build_disk",
+] as const;
 export type TaskAction = (typeof TASK_ACTIONS)[number];
 
 export interface TasksTable {

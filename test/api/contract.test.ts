@@ -883,6 +883,188 @@ describe.each(DIALECTS)("contract on %s", (dialect) => {
     expect(foreign.json().error.code).toBe("disk_not_found");
   });
 
+  it("standalone disks: create, rename, assign, attach, detach, unassign, delete; refusals in Katapult's words", async () => {
+    const db = api.server.store.db;
+    const created = await api.call("POST", "/core/v1/organizations/organization/disks", {
+      token,
+      body: {
+        organization: { sub_domain: "acme" },
+        properties: { name: "scratch", size_in_gb: 5, data_center: { permalink: "lab-1" } },
+        annotations: [{ key: "purpose", value: "scratch" }],
+      },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    expect(validate("POST", "/organizations/organization/disks", 201, created.json())).toBeNull();
+    const diskId = created.json().disk.id as string;
+    expect(created.json()).toMatchObject({
+      disk: { state: "not_built", size_in_gb: 5, virtual_machine_disk: null, installation: null },
+      task: { name: "Build disk", status: "pending" },
+      annotations: [{ key: "purpose", value: "scratch" }],
+    });
+    const vm = await builtVirtualMachine("disks-01");
+    // Not built yet (no worker here): it cannot be given to a VM.
+    const early = await api.call("POST", "/core/v1/disks/disk/assign", {
+      token,
+      body: { disk: { id: diskId }, virtual_machine: { id: vm } },
+    });
+    expect(early.json().error.code).toBe("unable_to_assign");
+    // What its build on the host records; and the VM's placement on that host.
+    await db
+      .updateTable("disks")
+      .set({ state: "ready", path: "/srv/disks/x.qcow2" })
+      .where("id", "=", diskId)
+      .execute();
+    const { host_id } = await db
+      .selectFrom("disks")
+      .select("host_id")
+      .where("id", "=", diskId)
+      .executeTakeFirstOrThrow();
+    expect(host_id).not.toBeNull();
+    await db.updateTable("virtual_machines").set({ host_id }).where("id", "=", vm).execute();
+
+    const renamed = await ok("PATCH", "/disks/disk", {
+      disk: { id: diskId },
+      properties: { name: "renamed" },
+    });
+    expect(renamed.disk).toMatchObject({ name: "renamed", state: "built" });
+    const detachUnassigned = await api.call("POST", "/core/v1/disks/disk/detach", {
+      token,
+      body: { disk: { id: diskId } },
+    });
+    expect(detachUnassigned.statusCode).toBe(422);
+    expect(detachUnassigned.json().error.code).toBe("unassigned_disk");
+    await ok("POST", "/disks/disk/unassign", { disk: { id: diskId } });
+    const assigned = await ok("POST", "/disks/disk/assign", {
+      disk: { id: diskId },
+      virtual_machine: { id: vm },
+    });
+    expect(assigned.disk.virtual_machine_disk).toMatchObject({
+      virtual_machine: { id: vm },
+      state: "detached",
+    });
+    const attached = await ok("POST", "/disks/disk/attach", { disk: { id: diskId } });
+    expect(attached.disk.virtual_machine_disk.state).toBe("attached");
+    expect(attached.task.status).toBe("pending");
+    const stillOn = await api.call("DELETE", "/core/v1/disks/disk", {
+      token,
+      body: { disk: { id: diskId } },
+    });
+    expect(stillOn.json().error.code).toBe("validation_error");
+    await ok("POST", "/disks/disk/detach", { disk: { id: diskId } });
+    await ok("POST", "/disks/disk/unassign", { disk: { id: diskId } });
+    const foreign = await api.call("GET", `/core/v1/disks/_?disk[id]=${diskId}`, { token: otherToken });
+    expect(foreign.json().error.code).toBe("disk_not_found");
+    const deleted = await ok("DELETE", "/disks/disk", { disk: { id: diskId } });
+    expect(deleted.trash_object).toMatchObject({ object_id: diskId, object_type: "Disk" });
+    const inTrash = await api.call("GET", `/core/v1/disks/_?disk[id]=${diskId}`, { token });
+    expect(inTrash.statusCode).toBe(406);
+    expect(inTrash.json().error.code).toBe("object_in_trash");
+    // A VM's own system disk stays with it.
+    const system = await db
+      .selectFrom("disks")
+      .select("id")
+      .where("virtual_machine_id", "=", vm)
+      .where("position", "=", 1)
+      .executeTakeFirstOrThrow();
+    const own = await api.call("POST", "/core/v1/disks/disk/unassign", {
+      token,
+      body: { disk: { id: system.id } },
+    });
+    expect(own.json().error.code).toBe("unable_to_unassign");
+    const tooBig = await api.call("POST", "/core/v1/organizations/organization/disks", {
+      token,
+      body: {
+        organization: { sub_domain: "acme" },
+        properties: { name: "huge", size_in_gb: 100_000, data_center: { permalink: "lab-1" } },
+      },
+    });
+    expect(tooBig.json().error.code).toBe("validation_error");
+  });
+
+  it("VM groups and tags: create, read, update, delete; names unique in the organization", async () => {
+    const group = await ok("POST", "/organizations/organization/virtual_machine_groups", {
+      organization: { sub_domain: "acme" },
+      properties: { name: "web tier", segregate: true },
+    });
+    const groupId = group.virtual_machine_group.id as string;
+    expect(group.virtual_machine_group).toMatchObject({
+      name: "web tier",
+      segregate: true,
+      auto_segregate: false,
+    });
+    const twin = await api.call("POST", "/core/v1/organizations/organization/virtual_machine_groups", {
+      token,
+      body: { organization: { sub_domain: "acme" }, properties: { name: "web tier" } },
+    });
+    expect(twin.json().error.code).toBe("validation_error");
+    await ok(
+      "GET",
+      "/virtual_machine_groups/virtual_machine_group",
+      {},
+      `?virtual_machine_group[id]=${groupId}`,
+    );
+    const renamed = await ok("PATCH", "/virtual_machine_groups/virtual_machine_group", {
+      virtual_machine_group: { id: groupId },
+      properties: { name: "front", auto_segregate: true },
+    });
+    expect(renamed.virtual_machine_group).toMatchObject({
+      name: "front",
+      auto_segregate: true,
+      segregate: true,
+    });
+    // A group with a VM in it stays.
+    const vm = await builtVirtualMachine("grouped-01");
+    await ok("PATCH", "/virtual_machines/virtual_machine", {
+      virtual_machine: { id: vm },
+      properties: { group: { id: groupId } },
+    });
+    const busy = await api.call("DELETE", "/core/v1/virtual_machine_groups/virtual_machine_group", {
+      token,
+      body: { virtual_machine_group: { id: groupId } },
+    });
+    expect(busy.statusCode).toBe(409);
+    expect(busy.json().error.code).toBe("deletion_restricted");
+    await ok("PATCH", "/virtual_machines/virtual_machine", {
+      virtual_machine: { id: vm },
+      properties: { group: null },
+    });
+    await ok("DELETE", "/virtual_machine_groups/virtual_machine_group", {
+      virtual_machine_group: { id: groupId },
+    });
+    const gone = await api.call(
+      "GET",
+      `/core/v1/virtual_machine_groups/_?virtual_machine_group[id]=${groupId}`,
+      {
+        token,
+      },
+    );
+    expect(gone.json().error.code).toBe("virtual_machine_group_not_found");
+
+    const tag = await ok("POST", "/organizations/organization/tags", {
+      organization: { sub_domain: "acme" },
+      properties: { name: "prod", color: "pastel_green" },
+    });
+    const tagId = tag.tag.id as string;
+    expect(tag.tag).toMatchObject({ name: "prod", color: "pastel_green" });
+    const badColor = await api.call("POST", "/core/v1/organizations/organization/tags", {
+      token,
+      body: { organization: { sub_domain: "acme" }, properties: { name: "x", color: "plaid" } },
+    });
+    expect(badColor.json().error.code).toBe("invalid_argument");
+    await ok("GET", "/tags/tag", {}, `?tag[id]=${tagId}`);
+    const recoloured = await ok("PATCH", "/tags/tag", { tag: { id: tagId }, properties: { color: "red" } });
+    expect(recoloured.tag).toMatchObject({ name: "prod", color: "red" });
+    await ok("PATCH", "/virtual_machines/virtual_machine", {
+      virtual_machine: { id: vm },
+      properties: { tag_names: ["prod"] },
+    });
+    const foreign = await api.call("GET", `/core/v1/tags/_?tag[id]=${tagId}`, { token: otherToken });
+    expect(foreign.json().error.code).toBe("tag_not_found");
+    await ok("DELETE", "/tags/tag", { tag: { id: tagId } });
+    const untagged = await ok("GET", "/virtual_machines/virtual_machine", {}, `?virtual_machine[id]=${vm}`);
+    expect(untagged.virtual_machine.tag_names).toEqual([]);
+  });
+
   it("validates the success body of every operation of the schema that Trebuchet serves", () => {
     const served = OPERATIONS.filter((op) => !EXTENSIONS.includes(op.name)).map(
       (op) => `${op.method} ${op.path}`,

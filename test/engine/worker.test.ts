@@ -274,6 +274,71 @@ describe.each(DIALECTS)("the worker on %s", (dialect) => {
     );
   });
 
+  it("builds a standalone disk on a host, gives it to a VM there, and purges it from the trash", async () => {
+    await setup();
+    const { worker: w, driver } = worker();
+    await w.start();
+    const db = api.server.store.db;
+    const vm = (await finished((await build("disky")).virtual_machine_build.id)).virtual_machine_id!;
+    const call = async (method: string, path: string, body: Record<string, unknown>) => {
+      const response = await api.call(method, `/core/v1${path}`, { token, body });
+      expect(response.statusCode, `${method} ${path}: ${response.body}`).toBeLessThan(300);
+      return response.json();
+    };
+    const taskDone = (id: string) =>
+      until(async () => {
+        const task = await db.selectFrom("tasks").selectAll().where("id", "=", id).executeTakeFirstOrThrow();
+        return task.status === "completed" || task.status === "failed" ? task : undefined;
+      });
+    const created = await call("POST", "/organizations/_/disks", {
+      organization: { sub_domain: "acme" },
+      properties: { name: "data", size_in_gb: 7, data_center: { permalink: "lab-1" } },
+    });
+    expect(created.task).toMatchObject({ name: "Build disk", status: "pending" });
+    expect((await taskDone(created.task.id)).status).toBe("completed");
+    const diskId = created.disk.id as string;
+    expect(driver.disks.get(diskId)).toBe(7);
+    const read = await call("GET", `/disks/_?disk[id]=${diskId}`, {});
+    expect(read.disk.state).toBe("built");
+
+    // Assigned: the VM has it, detached, outside its machine.
+    await call("POST", "/disks/_/assign", { disk: { id: diskId }, virtual_machine: { id: vm } });
+    const definitionDisks = () => driver.vms.get(vm)!.definition.disks.map((d) => d.id);
+    const attached = await call("POST", "/disks/_/attach", { disk: { id: diskId } });
+    expect(attached.disk.virtual_machine_disk).toMatchObject({
+      state: "attached",
+      virtual_machine: { id: vm },
+    });
+    expect((await taskDone(attached.task.id)).status).toBe("completed");
+    // The host got the VM's new definition: the disk by the path its build made.
+    expect(definitionDisks()).toContain(diskId);
+    expect(driver.vms.get(vm)!.definition.disks.find((d) => d.id === diskId)).toMatchObject({
+      existingPath: `fake://local/disks/${diskId}`,
+      system: false,
+    });
+    const listed = await call("GET", `/virtual_machines/_/disks?virtual_machine[id]=${vm}`, {});
+    expect(listed.disks.map((d: { disk: { id: string } }) => d.disk.id)).toContain(diskId);
+    const stillAttached = await api.call("POST", "/core/v1/disks/_/unassign", {
+      token,
+      body: { disk: { id: diskId } },
+    });
+    expect(stillAttached.json().error.code).toBe("unable_to_unassign");
+    const detached = await call("POST", "/disks/_/detach", { disk: { id: diskId } });
+    expect((await taskDone(detached.task.id)).status).toBe("completed");
+    expect(definitionDisks()).not.toContain(diskId);
+    await call("POST", "/disks/_/unassign", { disk: { id: diskId } });
+
+    // Deleted to the trash, then purged: its file is gone from the host.
+    const deleted = await call("DELETE", "/disks/_", { disk: { id: diskId } });
+    expect(deleted.trash_object).toMatchObject({ object_id: diskId, object_type: "Disk" });
+    expect(driver.disks.has(diskId)).toBe(true);
+    const purge = await call("DELETE", "/trash_objects/_", { trash_object: { id: deleted.trash_object.id } });
+    expect((await taskDone(purge.task.id)).status).toBe("completed");
+    expect(driver.disks.has(diskId)).toBe(false);
+    const gone = await api.call("GET", `/core/v1/disks/_?disk[id]=${diskId}`, { token });
+    expect(gone.json().error.code).toBe("disk_not_found");
+  });
+
   it("refuses power actions while the VM is still being built", async () => {
     await setup();
     const accepted = await build("early");

@@ -64,6 +64,41 @@ export function driverConformance(
     );
 
     it(
+      "makes a standalone disk, and a VM reconfigured to have it boots with it",
+      async () => {
+        const { driver, vm, cleanup } = await setup();
+        const definition = vm("vm_conformanceCCCCC");
+        const diskId = "disk_conformanceCCCCC";
+        try {
+          await driver.prepare();
+          const path = await driver.createDisk(diskId, 1);
+          expect(await driver.createDisk(diskId, 1)).toBe(path); // idempotent
+          await driver.create(definition);
+          const withDisk = {
+            ...definition,
+            disks: [...definition.disks, { id: diskId, sizeInGb: 1, system: false, existingPath: path }],
+          };
+          await driver.reconfigure(withDisk);
+          await driver.reconfigure(withDisk); // and so is this
+          expect(await driver.state(definition.id)).toBe("stopped");
+          await driver.start(definition.id);
+          await driver.waitReady(definition.id, 0, timeoutMs);
+          expect(await driver.state(definition.id)).toBe("running");
+          await driver.destroy(definition.id);
+          // The VM is gone; its standalone disk is not, until destroyed itself.
+          expect(await driver.createDisk(diskId, 1)).toBe(path);
+          await driver.destroyDisk(diskId);
+          await driver.destroyDisk(diskId);
+        } finally {
+          await driver.destroy(definition.id).catch(() => undefined);
+          await driver.destroyDisk(diskId).catch(() => undefined);
+          await cleanup();
+        }
+      },
+      timeoutMs * 3,
+    );
+
+    it(
       "rejects waitReady with the guest's own reason when it refuses to boot",
       async () => {
         const { driver, vm, cleanup } = await setup();

@@ -13,7 +13,13 @@ driverConformance(
     const namespace = uniqueNamespace();
     const vmsDir = mkdtempSync(join(tmpdir(), "trebuchet-driver-"));
     return {
-      driver: new QemuDriver({ name: "conformance", vmsDir, cacheDir: `${vmsDir}-cache`, namespace }),
+      driver: new QemuDriver({
+        name: "conformance",
+        vmsDir,
+        cacheDir: `${vmsDir}-cache`,
+        disksDir: `${vmsDir}-disks`,
+        namespace,
+      }),
       vm: (id) => ({
         id,
         hostname: "conformance",

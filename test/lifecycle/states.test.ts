@@ -11,19 +11,19 @@ import {
   taskStatusesAllowing,
   type BuildEvent,
   type TaskEvent,
+  type VmTaskAction,
 } from "../../src/lifecycle/index.js";
 import {
   BUILD_STATES,
   TASK_ACTIONS,
   TASK_STATUSES,
   VIRTUAL_MACHINE_STATES,
-  type TaskAction,
   type VirtualMachineState,
 } from "../../src/store/index.js";
 
 const BUILD_EVENTS: BuildEvent[] = ["claim", "complete", "fail"];
 const TASK_EVENTS: TaskEvent[] = ["claim", "complete", "fail", "cancel"];
-const ACTIONS: TaskAction[] = [...TASK_ACTIONS];
+const ACTIONS: VmTaskAction[] = TASK_ACTIONS.filter((a): a is VmTaskAction => a !== "build_disk");
 const POWER: PowerState[] = ["running", "stopped", "missing"];
 
 /** Every (state, event) pair and where it leads; `-` where the machine refuses it. */

@@ -494,41 +494,6 @@ export const catalogOperations: Operation[] = [
     },
   },
   {
-    name: "list_virtual_machine_groups",
-    method: "GET",
-    path: "/organizations/organization/virtual_machine_groups",
-    scopes: ["virtual_machine_groups", "virtual_machine_groups:read"],
-    access: "read",
-    bucket: "read",
-    async handle(context) {
-      const org = await resolveOrganization(context);
-      const rows = await context.services.db
-        .selectFrom("virtual_machine_groups")
-        .selectAll()
-        .where("organization_id", "=", org.id)
-        .orderBy("name")
-        .execute();
-      return { body: { virtual_machine_groups: rows.map(present.virtualMachineGroup) } };
-    },
-  },
-  {
-    name: "list_tags",
-    method: "GET",
-    path: "/organizations/organization/tags",
-    scopes: ["tags", "tags:read"],
-    access: "read",
-    bucket: "read",
-    async handle(context) {
-      const org = await resolveOrganization(context);
-      const page = pagination(context.args);
-      const base = context.services.db.selectFrom("tags").where("organization_id", "=", org.id);
-      const { pagination: p, items } = await pageOf(page, base, (q) => q.selectAll().orderBy("name"));
-      return {
-        body: { pagination: p, tags: items.map((t) => ({ id: t.id, name: t.name, color: t.color })) },
-      };
-    },
-  },
-  {
     name: "list_disks",
     method: "GET",
     path: "/organizations/organization/disks",

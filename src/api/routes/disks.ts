@@ -1,10 +1,29 @@
-import { ApiError } from "../../errors.js";
+import {
+  assignDisk,
+  createDisk,
+  deleteDisk,
+  DiskRefused,
+  renameDisk,
+  setDiskAttached,
+  unassignDisk,
+} from "../../lifecycle/index.js";
+import { ApiError, missingArgument } from "../../errors.js";
 import type { Row } from "../../store/index.js";
-import { requireLookup } from "../arguments.js";
+import {
+  enumArgument,
+  integerArgument,
+  keyValueArray,
+  objectArgument,
+  requireLookup,
+  stringArgument,
+  type ArgumentBag,
+} from "../arguments.js";
+import { findVirtualMachine } from "../lookups.js";
 import type { Operation, OperationContext } from "../operation.js";
 import * as present from "../presenters.js";
-import { checkOwnership } from "../resolve.js";
+import { checkOwnership, resolveOrganization } from "../resolve.js";
 import { annotationsOf, diskView } from "../views.js";
+import { insertRow } from "../../store/index.js";
 
 /** Disks: an organization's, standalone or on its VMs. */
 
@@ -24,6 +43,81 @@ export async function findDisk(context: OperationContext): Promise<Row<"disks">>
   return disk;
 }
 
+/** A lifecycle refusal in Katapult's words. */
+function diskError(error: unknown): unknown {
+  if (!(error instanceof DiskRefused)) return error;
+  switch (error.reason) {
+    case "unassigned":
+      return new ApiError("unassigned_disk");
+    case "unable_to_assign":
+      return new ApiError("unable_to_assign", { details: error.message });
+    case "unable_to_unassign":
+      return new ApiError("unable_to_unassign", { details: error.message });
+    case "in_trash":
+      return new ApiError("disk_not_found");
+    case "vm_not_ready":
+      return new ApiError("task_queueing_error", { details: error.message });
+    case "no_room":
+    case "assigned":
+    case "not_built":
+      return new ApiError("validation_error", { errors: [error.message] });
+  }
+}
+
+async function refusalsInKatapultWords<T>(change: () => Promise<T>): Promise<T> {
+  try {
+    return await change();
+  } catch (error) {
+    throw diskError(error);
+  }
+}
+
+async function freshView(context: OperationContext, diskId: string) {
+  const { db } = context.services;
+  const disk = await db.selectFrom("disks").selectAll().where("id", "=", diskId).executeTakeFirstOrThrow();
+  return diskView(db, disk);
+}
+
+async function ioProfileOf(context: OperationContext, properties: ArgumentBag): Promise<string | null> {
+  const { db } = context.services;
+  if (properties.io_profile === undefined || properties.io_profile === null) {
+    // Katapult gives a new disk its default profile; here, the catalog's first.
+    const first = await db.selectFrom("disk_io_profiles").select("id").orderBy("name").executeTakeFirst();
+    return first?.id ?? null;
+  }
+  const lookup = requireLookup(properties, "io_profile", ["id", "permalink"] as const);
+  const profile = await db
+    .selectFrom("disk_io_profiles")
+    .select("id")
+    .where(lookup.key, "=", lookup.value)
+    .executeTakeFirst();
+  if (!profile) throw new ApiError("disk_io_profile_not_found");
+  return profile.id;
+}
+
+async function setAnnotations(
+  context: OperationContext,
+  diskId: string,
+  annotations: { key: string; value: string }[],
+) {
+  const { db } = context.services;
+  await db.transaction().execute(async (trx) => {
+    await trx
+      .deleteFrom("annotations")
+      .where("object_type", "=", "Disk")
+      .where("object_id", "=", diskId)
+      .execute();
+    for (const [index, annotation] of annotations.entries())
+      await insertRow(trx, "annotations", {
+        object_type: "Disk",
+        object_id: diskId,
+        position: index + 1,
+        key: annotation.key,
+        value: annotation.value,
+      });
+  });
+}
+
 export const diskOperations: Operation[] = [
   {
     name: "get_disk",
@@ -40,4 +134,155 @@ export const diskOperations: Operation[] = [
       };
     },
   },
+  {
+    name: "create_disk",
+    method: "POST",
+    path: "/organizations/organization/disks",
+    scopes: ["disks"],
+    access: "write",
+    bucket: "write",
+    async handle(context) {
+      const { db } = context.services;
+      const org = await resolveOrganization(context);
+      const properties = objectArgument(context.args, "properties");
+      if (!properties) throw missingArgument(["properties"]);
+      const name = stringArgument(properties, "name", { maxLength: 255 });
+      if (!name?.trim()) throw new ApiError("validation_error", { errors: ["Name can't be blank"] });
+      const sizeInGb = integerArgument(properties, "size_in_gb");
+      if (sizeInGb === undefined) throw missingArgument(["properties", "size_in_gb"]);
+      if (sizeInGb < 1 || sizeInGb > 16_384)
+        throw new ApiError("validation_error", { errors: ["Size in GB must be between 1 and 16384"] });
+      if (properties.data_center === undefined) throw missingArgument(["properties", "data_center"]);
+      const dcLookup = requireLookup(properties, "data_center", ["id", "permalink"] as const);
+      const dc = await db
+        .selectFrom("data_centers")
+        .select("id")
+        .where(dcLookup.key, "=", dcLookup.value)
+        .executeTakeFirst();
+      if (!dc) throw new ApiError("data_center_not_found");
+      if (properties.virtual_machine_disk !== undefined && properties.virtual_machine_disk !== null)
+        throw new ApiError("validation_error", {
+          errors: [
+            "virtual_machine_disk is not supported here yet: assign and attach the disk once it is built",
+          ],
+        });
+      const storageSpeed = enumArgument(properties, "storage_speed", ["nvme", "ssd"] as const) ?? "nvme";
+      const fileSystem = enumArgument(properties, "initial_file_system", ["ext4", "xfs"] as const) ?? null;
+      const ioProfileId = await ioProfileOf(context, properties);
+      const annotations = keyValueArray(context.args, "annotations");
+      const { disk, task } = await refusalsInKatapultWords(() =>
+        createDisk(db, {
+          organizationId: org.id,
+          dataCenterId: dc.id,
+          name,
+          sizeInGb,
+          storageSpeed,
+          ioProfileId,
+          fileSystemType: fileSystem,
+        }),
+      );
+      if (annotations.length > 0) await setAnnotations(context, disk.id, annotations);
+      context.services.notifyWork?.();
+      return {
+        status: 201,
+        body: {
+          disk: await diskView(db, disk),
+          task: present.task(task),
+          annotations: await annotationsOf(db, "Disk", disk.id),
+        },
+      };
+    },
+  },
+  {
+    name: "update_disk",
+    method: "PATCH",
+    path: "/disks/disk",
+    scopes: ["disks"],
+    access: "write",
+    bucket: "write",
+    async handle(context) {
+      const { db } = context.services;
+      const disk = await findDisk(context);
+      const properties = objectArgument(context.args, "properties");
+      if (!properties) throw missingArgument(["properties"]);
+      if (properties.size_in_gb !== undefined)
+        throw new ApiError("validation_error", {
+          errors: ["Size can only be changed with PUT /disks/_/resize"],
+        });
+      const name = stringArgument(properties, "name", { maxLength: 255 });
+      if (name !== undefined) {
+        if (!name.trim()) throw new ApiError("validation_error", { errors: ["Name can't be blank"] });
+        await renameDisk(db, disk.id, name);
+      }
+      if (context.args.annotations !== undefined)
+        await setAnnotations(context, disk.id, keyValueArray(context.args, "annotations"));
+      return {
+        body: {
+          disk: await freshView(context, disk.id),
+          annotations: await annotationsOf(db, "Disk", disk.id),
+        },
+      };
+    },
+  },
+  {
+    name: "delete_disk",
+    method: "DELETE",
+    path: "/disks/disk",
+    scopes: ["disks"],
+    access: "write",
+    bucket: "write",
+    async handle(context) {
+      const disk = await findDisk(context);
+      const { trash } = await refusalsInKatapultWords(() =>
+        deleteDisk(context.services.db, disk.id, context.services.now() + context.services.trashKeepSeconds),
+      );
+      return {
+        body: { disk: await diskView(context.services.db, disk), trash_object: present.trashObject(trash) },
+      };
+    },
+  },
+  {
+    name: "assign_disk",
+    method: "POST",
+    path: "/disks/disk/assign",
+    scopes: ["disks"],
+    access: "write",
+    bucket: "write",
+    async handle(context) {
+      const disk = await findDisk(context);
+      const vm = await findVirtualMachine(context);
+      if (vm.organization_id !== disk.organization_id) throw new ApiError("virtual_machine_not_found");
+      await refusalsInKatapultWords(() => assignDisk(context.services.db, disk.id, vm));
+      return { body: { disk: await freshView(context, disk.id) } };
+    },
+  },
+  {
+    name: "unassign_disk",
+    method: "POST",
+    path: "/disks/disk/unassign",
+    scopes: ["disks"],
+    access: "write",
+    bucket: "write",
+    async handle(context) {
+      const disk = await findDisk(context);
+      await refusalsInKatapultWords(() => unassignDisk(context.services.db, disk.id));
+      return { body: { disk: await freshView(context, disk.id) } };
+    },
+  },
+  ...(["attach", "detach"] as const).map((change): Operation => ({
+    name: `${change}_disk`,
+    method: "POST",
+    path: `/disks/disk/${change}`,
+    scopes: ["disks"],
+    access: "write",
+    bucket: "write",
+    async handle(context) {
+      const disk = await findDisk(context);
+      const { task } = await refusalsInKatapultWords(() =>
+        setDiskAttached(context.services.db, disk.id, change === "attach"),
+      );
+      context.services.notifyWork?.();
+      return { body: { disk: await freshView(context, disk.id), task: present.task(task) } };
+    },
+  })),
 ];

@@ -195,9 +195,9 @@ export const virtualMachineOperations: Operation[] = [
             const { virtual_machine_disk: _vm, ...disk } = present.disk(d, undefined);
             return {
               disk: { ...disk, created_at: d.created_at },
-              attach_on_boot: true,
+              attach_on_boot: present.diskAttachmentState(d) !== "detached",
               boot: d.position === 1,
-              state: d.state === "attached" ? "attached" : d.state === "failed" ? "failed" : "attaching",
+              state: present.diskAttachmentState(d),
             };
           }),
         },

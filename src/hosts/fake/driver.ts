@@ -18,6 +18,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class FakeDriver implements HostDriver {
   readonly vms = new Map<string, FakeVm>();
+  /** Standalone disks: ID -> size in GB. */
+  readonly disks = new Map<string, number>();
   /** `operation vmId`, in the order the calls arrived. */
   readonly calls: string[] = [];
   /** Make the next operation of this kind fail (for failure paths). */
@@ -119,6 +121,19 @@ export class FakeDriver implements HostDriver {
   reconfigure(definition: VmDefinition): Promise<void> {
     return this.act("reconfigure", definition.id, () => {
       this.vm(definition.id).definition = definition;
+    });
+  }
+
+  createDisk(diskId: string, sizeInGb: number): Promise<string> {
+    return this.act("createDisk", diskId, () => {
+      this.disks.set(diskId, sizeInGb);
+      return `fake://${this.name}/disks/${diskId}`;
+    });
+  }
+
+  destroyDisk(diskId: string): Promise<void> {
+    return this.act("destroyDisk", diskId, () => {
+      this.disks.delete(diskId);
     });
   }
 

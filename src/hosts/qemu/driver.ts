@@ -37,6 +37,8 @@ export interface QemuDriverOptions {
   vmsDir: string;
   /** Reusable host files that belong to no VM (disk prototypes). */
   cacheDir: string;
+  /** Standalone disks (made before any VM has them): `<disksDir>/<disk id>.qcow2`. */
+  disksDir: string;
   /** Network namespace for VM networking; null = user-mode networking. */
   namespace: string | null;
   log?: (message: string) => void;
@@ -259,6 +261,26 @@ export class QemuDriver implements HostDriver {
     const file = join(paths.directory, "definition.json");
     writeFileSync(`${file}.new`, JSON.stringify(vm, null, 2));
     renameSync(`${file}.new`, file);
+  }
+
+  private diskPath(diskId: string): string {
+    if (!/^disk_[A-Za-z0-9]+$/.test(diskId)) throw new HostError(`not a disk ID: ${diskId}`);
+    return join(this.options.disksDir, `${diskId}.qcow2`);
+  }
+
+  async createDisk(diskId: string, sizeInGb: number): Promise<string> {
+    const path = this.diskPath(diskId);
+    if (existsSync(path)) return path;
+    mkdirSync(this.options.disksDir, { recursive: true });
+    // Made beside its final name and renamed, so a half-made disk is never taken for one.
+    await this.prototypes.copy({ sizeInGb, backing: null }, `${path}.new`);
+    renameSync(`${path}.new`, path);
+    return path;
+  }
+
+  async destroyDisk(diskId: string): Promise<void> {
+    rmSync(this.diskPath(diskId), { force: true });
+    rmSync(`${this.diskPath(diskId)}.new`, { force: true });
   }
 
   async destroy(vmId: string): Promise<void> {

@@ -1,0 +1,242 @@
+import type { Kysely, Transaction } from "kysely";
+import {
+  insertRow,
+  lockedForUpdate,
+  newId,
+  retryingConflicts,
+  type Database,
+  type Row,
+} from "../store/index.js";
+import { queueReconfigure } from "./address-changes.js";
+import { now } from "./leases.js";
+import { usageOf } from "./placement.js";
+import { enqueue, vmTakingChanges, type QueuedTask } from "./tasks.js";
+
+/**
+ * Standalone disks: made empty on a host of their data center (a `Build disk` task),
+ * assigned to a VM on that host (it then has the disk, detached), attached (the VM's
+ * definition names it: the guest sees it from its next start), detached, unassigned,
+ * and deleted to the trash like VMs. A disk's state: `pending` (being built), `ready`
+ * (built; detached if assigned), `attached`, `failed`, `deleted` (purged).
+ */
+
+export class DiskRefused extends Error {
+  constructor(
+    readonly reason:
+      | "no_room"
+      | "unassigned"
+      | "unable_to_assign"
+      | "unable_to_unassign"
+      | "assigned"
+      | "not_built"
+      | "in_trash"
+      | "vm_not_ready",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface NewDisk {
+  organizationId: string;
+  dataCenterId: string;
+  name: string;
+  sizeInGb: number;
+  storageSpeed: string;
+  ioProfileId: string | null;
+  fileSystemType: string | null;
+}
+
+/** Is this disk part of its VM's machine (in its definition)? An assigned but detached standalone disk waits outside. */
+export function inDefinition(disk: Pick<Row<"disks">, "state" | "path">): boolean {
+  if (disk.state === "deleted" || disk.state === "failed") return false;
+  return !(disk.path !== null && disk.state === "ready");
+}
+
+async function lockDisk(trx: Transaction<Database>, diskId: string) {
+  const disk = await lockedForUpdate(
+    trx,
+    trx.selectFrom("disks").selectAll().where("id", "=", diskId),
+  ).executeTakeFirst();
+  if (!disk || disk.state === "deleted") throw new DiskRefused("in_trash", "the disk is gone");
+  const trash = await trx
+    .selectFrom("trash_objects")
+    .select("id")
+    .where("object_id", "=", diskId)
+    .executeTakeFirst();
+  if (trash) throw new DiskRefused("in_trash", "the disk is in the trash");
+  return disk;
+}
+
+/** Records a new empty disk on the first host of its data center with room, and queues its build. */
+export function createDisk(
+  db: Kysely<Database>,
+  spec: NewDisk,
+): Promise<{ disk: Row<"disks">; task: QueuedTask }> {
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => {
+      const hosts = await lockedForUpdate(
+        trx,
+        trx
+          .selectFrom("hosts")
+          .innerJoin("zones", "zones.id", "hosts.zone_id")
+          .selectAll("hosts")
+          .where("zones.data_center_id", "=", spec.dataCenterId)
+          .orderBy("hosts.name"),
+      ).execute();
+      let chosen: Row<"hosts"> | undefined;
+      for (const host of hosts) {
+        const used = await usageOf(trx, host.id, "");
+        if (used.disk + spec.sizeInGb <= host.disk_in_gb) {
+          chosen = host;
+          break;
+        }
+      }
+      if (!chosen)
+        throw new DiskRefused(
+          "no_room",
+          `no host in the data center has room for ${spec.sizeInGb} GB of disk`,
+        );
+      const disk: Row<"disks"> = {
+        id: newId("disk"),
+        organization_id: spec.organizationId,
+        data_center_id: spec.dataCenterId,
+        name: spec.name,
+        size_in_gb: spec.sizeInGb,
+        storage_speed: spec.storageSpeed,
+        io_profile_id: spec.ioProfileId,
+        file_system_type: spec.fileSystemType,
+        virtual_machine_id: null,
+        position: null,
+        shared: 0,
+        host_id: chosen.id,
+        path: null,
+        state: "pending",
+        created_at: now(),
+      };
+      await insertRow(trx, "disks", disk);
+      const task = await enqueue(trx, disk, "build_disk");
+      return { disk, task };
+    }),
+  );
+}
+
+/** A disk no VM has goes to the trash (its file stays on its host until the purge). */
+export function deleteDisk(
+  db: Kysely<Database>,
+  diskId: string,
+  keepUntil: number,
+): Promise<{ disk: Row<"disks">; trash: Row<"trash_objects"> }> {
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => {
+      const disk = await lockDisk(trx, diskId);
+      if (disk.virtual_machine_id !== null)
+        throw new DiskRefused(
+          "assigned",
+          `the disk is assigned to ${disk.virtual_machine_id}: unassign it first`,
+        );
+      const trash: Row<"trash_objects"> = {
+        id: newId("trashObject"),
+        object_type: "Disk",
+        object_id: disk.id,
+        organization_id: disk.organization_id,
+        keep_until: keepUntil,
+        created_at: now(),
+      };
+      await insertRow(trx, "trash_objects", trash);
+      return { disk, trash };
+    }),
+  );
+}
+
+/** Gives a disk to a VM on the same host; it is assigned, detached, until attached. */
+export function assignDisk(
+  db: Kysely<Database>,
+  diskId: string,
+  vm: Row<"virtual_machines">,
+): Promise<Row<"disks">> {
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => {
+      const disk = await lockDisk(trx, diskId);
+      if (disk.virtual_machine_id === vm.id) return disk;
+      if (disk.virtual_machine_id !== null)
+        throw new DiskRefused("unable_to_assign", `the disk is assigned to ${disk.virtual_machine_id}`);
+      if (disk.state !== "ready" || disk.path === null)
+        throw new DiskRefused(
+          "unable_to_assign",
+          `the disk is ${disk.state === "pending" ? "still being built" : disk.state}`,
+        );
+      if (disk.host_id !== vm.host_id)
+        throw new DiskRefused("unable_to_assign", "the disk and the virtual machine are on different hosts");
+      const last = await trx
+        .selectFrom("disks")
+        .select((eb) => eb.fn.max("position").as("position"))
+        .where("virtual_machine_id", "=", vm.id)
+        .executeTakeFirst();
+      const assigned = { virtual_machine_id: vm.id, position: Number(last?.position ?? 0) + 1 };
+      await trx.updateTable("disks").set(assigned).where("id", "=", disk.id).execute();
+      return { ...disk, ...assigned };
+    }),
+  );
+}
+
+/** Takes a detached disk from its VM (a no-op for a disk no VM has). */
+export function unassignDisk(db: Kysely<Database>, diskId: string): Promise<Row<"disks">> {
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => {
+      const disk = await lockDisk(trx, diskId);
+      if (disk.virtual_machine_id === null) return disk;
+      if (disk.path === null)
+        throw new DiskRefused("unable_to_unassign", "a disk made with its virtual machine stays with it");
+      if (disk.state === "attached") throw new DiskRefused("unable_to_unassign", "detach the disk first");
+      const unassigned = { virtual_machine_id: null, position: null };
+      await trx.updateTable("disks").set(unassigned).where("id", "=", disk.id).execute();
+      return { ...disk, ...unassigned };
+    }),
+  );
+}
+
+/**
+ * Attaches an assigned disk to its VM's machine, or detaches it: the VM's definition
+ * changes (a `reconfigure` task, answered here); the guest sees it from its next start.
+ */
+export function setDiskAttached(
+  db: Kysely<Database>,
+  diskId: string,
+  attached: boolean,
+): Promise<{ disk: Row<"disks">; task: Row<"tasks"> }> {
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => {
+      const disk = await lockDisk(trx, diskId);
+      if (disk.virtual_machine_id === null)
+        throw new DiskRefused("unassigned", "the disk is not assigned to a virtual machine");
+      if (disk.path === null)
+        throw new DiskRefused(
+          "unable_to_unassign",
+          "a disk made with its virtual machine is always attached",
+        );
+      if (!(await vmTakingChanges(trx, disk.virtual_machine_id)))
+        throw new DiskRefused(
+          "vm_not_ready",
+          "the disk's virtual machine takes no changes now (being built, failed or in the trash)",
+        );
+      const state = attached ? ("attached" as const) : ("ready" as const);
+      if (disk.state !== state)
+        await trx.updateTable("disks").set({ state }).where("id", "=", disk.id).execute();
+      await queueReconfigure(trx, disk.virtual_machine_id);
+      const task = await trx
+        .selectFrom("tasks")
+        .selectAll()
+        .where("object_id", "=", disk.virtual_machine_id)
+        .where("action", "=", "reconfigure")
+        .orderBy("queue_position", "desc")
+        .executeTakeFirstOrThrow();
+      return { disk: { ...disk, state }, task };
+    }),
+  );
+}
+
+/** Changes what a disk is called. */
+export async function renameDisk(db: Kysely<Database>, diskId: string, name: string): Promise<void> {
+  await db.updateTable("disks").set({ name }).where("id", "=", diskId).execute();
+}
