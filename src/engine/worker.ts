@@ -298,6 +298,12 @@ export class Worker {
         );
         this.log(`task ${task.taskId}: build disk ${diskId} (${disk.size_in_gb} GB)`);
         path = await driver.createDisk(diskId, disk.size_in_gb);
+      } else if (task.action === "resize_disk") {
+        const disk = await this.write(() =>
+          this.db.selectFrom("disks").select("size_in_gb").where("id", "=", diskId).executeTakeFirstOrThrow(),
+        );
+        this.log(`task ${task.taskId}: grow disk ${diskId} to ${disk.size_in_gb} GB`);
+        await driver.growDisk(diskId, disk.size_in_gb);
       } else if (task.action === "purge") {
         this.log(`task ${task.taskId}: purge disk ${diskId}`);
         await driver.destroyDisk(diskId);
@@ -317,7 +323,8 @@ export class Worker {
 
   private async executeTask(task: ClaimedTask, lost: () => boolean): Promise<void> {
     if (task.objectType === "Disk") return this.executeDiskTask(task, lost);
-    if (task.action === "build_disk") throw new Error(`task ${task.taskId}: a VM has no build_disk action`);
+    if (task.action === "build_disk" || task.action === "resize_disk")
+      throw new Error(`task ${task.taskId}: a VM has no ${task.action} action`);
     const { driver } = this.options;
     const { vmId } = task;
     const action = task.action;

@@ -12,6 +12,7 @@ export interface DriverCall {
     | "destroy"
     | "waitReady"
     | "createDisk"
+    | "growDisk"
     | "destroyDisk";
   vmId: string;
   startedAt: number;
@@ -88,6 +89,9 @@ export class LoggedDriver implements HostDriver {
   }
   createDisk(diskId: string, sizeInGb: number): Promise<string> {
     return this.act("createDisk", diskId, () => this.inner.createDisk(diskId, sizeInGb));
+  }
+  growDisk(diskId: string, sizeInGb: number): Promise<void> {
+    return this.act("growDisk", diskId, () => this.inner.growDisk(diskId, sizeInGb));
   }
   destroyDisk(diskId: string): Promise<void> {
     return this.act("destroyDisk", diskId, () => this.inner.destroyDisk(diskId));

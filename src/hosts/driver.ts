@@ -80,8 +80,9 @@ export interface HostDriver {
   reset(vmId: string): Promise<void>;
   /**
    * Applies a changed definition to a VM that exists: its interfaces and addresses on the
-   * host side at once; inside the guest, what the driver can change live it does, the rest
-   * the guest sees from its next start. Idempotent.
+   * host side at once; disks that grew, at once (a running guest sees the new size);
+   * memory, CPUs, addresses and disks added or removed, from the guest's next start.
+   * Idempotent.
    */
   reconfigure(vm: VmDefinition): Promise<void>;
   /**
@@ -89,6 +90,8 @@ export interface HostDriver {
    * a VM's definition names it by (`existingPath`). Idempotent.
    */
   createDisk(diskId: string, sizeInGb: number): Promise<string>;
+  /** Grows a standalone disk that no VM has attached (attached ones grow with `reconfigure`). */
+  growDisk(diskId: string, sizeInGb: number): Promise<void>;
   /** Removes a standalone disk; one already gone is fine. */
   destroyDisk(diskId: string): Promise<void>;
   /** Stops the VM and removes everything `create` made. Safe to call on a half-created VM. */

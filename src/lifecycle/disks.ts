@@ -28,7 +28,7 @@ export class DiskRefused extends Error {
       | "unable_to_assign"
       | "unable_to_unassign"
       | "assigned"
-      | "not_built"
+      | "invalid"
       | "in_trash"
       | "vm_not_ready",
     message: string,
@@ -239,4 +239,47 @@ export function setDiskAttached(
 /** Changes what a disk is called. */
 export async function renameDisk(db: Kysely<Database>, diskId: string, name: string): Promise<void> {
   await db.updateTable("disks").set({ name }).where("id", "=", diskId).execute();
+}
+
+/**
+ * Grows a disk (never shrinks it). One in its VM's machine grows through the VM's
+ * `reconfigure` task (a running guest sees the new size at once); one no machine has,
+ * through a `Resize disk` task of its own. Answers the task.
+ */
+export function resizeDisk(
+  db: Kysely<Database>,
+  diskId: string,
+  sizeInGb: number,
+): Promise<Row<"tasks"> | QueuedTask> {
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => {
+      const disk = await lockDisk(trx, diskId);
+      if (sizeInGb <= disk.size_in_gb)
+        throw new DiskRefused("invalid", `a disk only grows: it has ${disk.size_in_gb} GB`);
+      if (disk.state === "pending" || disk.state === "failed")
+        throw new DiskRefused(
+          "invalid",
+          `the disk is ${disk.state === "pending" ? "still being built" : "failed"}`,
+        );
+      if (disk.shared === 1) throw new DiskRefused("invalid", "a shared disk is resized by the operator");
+      if (disk.virtual_machine_id !== null && inDefinition(disk)) {
+        if (!(await vmTakingChanges(trx, disk.virtual_machine_id)))
+          throw new DiskRefused(
+            "vm_not_ready",
+            "the disk's virtual machine takes no changes now (being built, failed or in the trash)",
+          );
+        await trx.updateTable("disks").set({ size_in_gb: sizeInGb }).where("id", "=", disk.id).execute();
+        await queueReconfigure(trx, disk.virtual_machine_id);
+        return trx
+          .selectFrom("tasks")
+          .selectAll()
+          .where("object_id", "=", disk.virtual_machine_id)
+          .where("action", "=", "reconfigure")
+          .orderBy("queue_position", "desc")
+          .executeTakeFirstOrThrow();
+      }
+      await trx.updateTable("disks").set({ size_in_gb: sizeInGb }).where("id", "=", disk.id).execute();
+      return enqueue(trx, disk, "resize_disk");
+    }),
+  );
 }

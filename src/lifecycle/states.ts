@@ -96,8 +96,8 @@ export type ActionDecision =
  * `missing` (the host has no trace of it) is treated as stopped; only `purge` and
  * `reconfigure` act on it.
  */
-/** What a VM's own queue runs (a standalone disk's build is not the VM's). */
-export type VmTaskAction = Exclude<TaskAction, "build_disk">;
+/** What a VM's own queue runs (a standalone disk's build and resize are the disk's). */
+export type VmTaskAction = Exclude<TaskAction, "build_disk" | "resize_disk">;
 
 export function decideAction(action: VmTaskAction, power: PowerState): ActionDecision {
   const running = power === "running";

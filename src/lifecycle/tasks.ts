@@ -29,6 +29,7 @@ export const TASK_NAMES: Record<TaskAction, string> = {
   purge: "Purge items from trash",
   reconfigure: "Apply configuration to virtual machine",
   build_disk: "Build disk",
+  resize_disk: "Resize disk",
 };
 
 /** The VM cannot take actions now: deleted meanwhile, or still being built, or failed. */

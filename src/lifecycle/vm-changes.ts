@@ -10,6 +10,8 @@ import {
 import { queueReconfigure } from "./address-changes.js";
 import { isUniqueViolation } from "./addresses.js";
 import { now } from "./leases.js";
+import { usageOf } from "./placement.js";
+import { lockActionableVm } from "./tasks.js";
 
 /** What a VM's owner may change of it without a host knowing (bar its hostname). */
 export interface VirtualMachineChanges {
@@ -125,4 +127,63 @@ async function setTags(trx: Kysely<Database>, vm: Row<"virtual_machines">, names
       position: index + 1,
     });
   }
+}
+
+/** What a VM runs on: a package's, or flexible resources (no package). */
+export interface ResourceChange {
+  packageId: string | null;
+  memoryInGb: number;
+  cpuCores: number;
+  /** The package's storage: the system disk grows to it if it is smaller. */
+  storageInGb?: number;
+}
+
+/**
+ * Changes a VM's memory and CPUs (and package), in one transaction, if its host has the
+ * memory: they apply from the VM's next start (a `reconfigure` task rewrites its
+ * definition at once, and grows its system disk to the package's storage, live).
+ * Answers that task.
+ */
+export function changeResources(
+  db: Kysely<Database>,
+  vmId: string,
+  change: ResourceChange,
+): Promise<Row<"tasks">> {
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => {
+      const vm = await lockActionableVm(trx, vmId);
+      const host = vm.host_id
+        ? await trx.selectFrom("hosts").selectAll().where("id", "=", vm.host_id).executeTakeFirst()
+        : undefined;
+      if (host) {
+        const used = await usageOf(trx, host.id, vm.id);
+        if (used.memory + change.memoryInGb > host.memory_in_gb)
+          throw new ChangeRefused(
+            `host ${host.name} has ${host.memory_in_gb - used.memory} GB of memory free for this VM; it asks for ${change.memoryInGb} GB`,
+          );
+      }
+      await trx
+        .updateTable("virtual_machines")
+        .set({ package_id: change.packageId, memory_in_gb: change.memoryInGb, cpu_cores: change.cpuCores })
+        .where("id", "=", vm.id)
+        .execute();
+      if (change.storageInGb !== undefined)
+        await trx
+          .updateTable("disks")
+          .set({ size_in_gb: change.storageInGb })
+          .where("virtual_machine_id", "=", vm.id)
+          .where("position", "=", 1)
+          .where("path", "is", null)
+          .where("size_in_gb", "<", change.storageInGb)
+          .execute();
+      await queueReconfigure(trx, vm.id);
+      return trx
+        .selectFrom("tasks")
+        .selectAll()
+        .where("object_id", "=", vm.id)
+        .where("action", "=", "reconfigure")
+        .orderBy("queue_position", "desc")
+        .executeTakeFirstOrThrow();
+    }),
+  );
 }

@@ -368,7 +368,8 @@ export interface BuildsTable {
  * What a VM's queued task does: power actions; `delete` (to the trash: powered off,
  * everything kept); `purge` (out of the trash: destroyed on its host, what it held given
  * back); `reconfigure` (its host applies a changed definition: addresses, interfaces,
- * disks). A standalone disk's tasks: `build_disk`, and `purge` out of the trash.
+ * disks). A standalone disk's tasks: `build_disk`, `resize_disk`, and `purge` out of
+ * the trash.
  */
 export const TASK_ACTIONS = [
   "start",
@@ -379,6 +380,7 @@ export const TASK_ACTIONS = [
   "purge",
   "reconfigure",
   "build_disk",
+  "resize_disk",
 ] as const;
 export type TaskAction = (typeof TASK_ACTIONS)[number];
 

@@ -533,6 +533,12 @@ describe.each(DIALECTS)("contract on %s", (dialect) => {
       .set({ state: "started" })
       .where("id", "=", build.virtual_machine_id!)
       .execute();
+    // As a completed build leaves them.
+    await db
+      .updateTable("disks")
+      .set({ state: "attached" })
+      .where("virtual_machine_id", "=", build.virtual_machine_id!)
+      .execute();
     return build.virtual_machine_id!;
   }
 
@@ -1063,6 +1069,64 @@ describe.each(DIALECTS)("contract on %s", (dialect) => {
     await ok("DELETE", "/tags/tag", { tag: { id: tagId } });
     const untagged = await ok("GET", "/virtual_machines/virtual_machine", {}, `?virtual_machine[id]=${vm}`);
     expect(untagged.virtual_machine.tag_names).toEqual([]);
+  });
+
+  it("changes a VM's package or flexible resources, and grows a disk; from the next start, as a task", async () => {
+    const db = api.server.store.db;
+    const vm = await builtVirtualMachine("resize-01");
+    const host = await db.selectFrom("hosts").selectAll().executeTakeFirstOrThrow();
+    await db.updateTable("virtual_machines").set({ host_id: host.id }).where("id", "=", vm).execute();
+    const changed = await ok("PUT", "/virtual_machines/virtual_machine/package", {
+      virtual_machine: { id: vm },
+      virtual_machine_package: { permalink: "medium-2" },
+    });
+    expect(changed.task).toMatchObject({ name: "Apply configuration to virtual machine", status: "pending" });
+    const read = await ok("GET", "/virtual_machines/virtual_machine", {}, `?virtual_machine[id]=${vm}`);
+    expect(read.virtual_machine).toMatchObject({
+      memory_in_gb: 2,
+      cpu_cores: 2,
+      package: { permalink: "medium-2" },
+    });
+    // The system disk grew to the package's storage (web.xml asks for less).
+    const system = await db
+      .selectFrom("disks")
+      .selectAll()
+      .where("virtual_machine_id", "=", vm)
+      .where("position", "=", 1)
+      .executeTakeFirstOrThrow();
+    expect(system.size_in_gb).toBeGreaterThanOrEqual(4);
+    const flexible = await ok("PUT", "/virtual_machines/virtual_machine/flexible_resources", {
+      virtual_machine: { id: vm },
+      resources: { memory_in_gb: 3, cpu_cores: 1 },
+    });
+    // Coalesced with the change queued before it.
+    expect(flexible.task.id).toBe(changed.task.id);
+    const again = await ok("GET", "/virtual_machines/virtual_machine", {}, `?virtual_machine[id]=${vm}`);
+    expect(again.virtual_machine).toMatchObject({ memory_in_gb: 3, cpu_cores: 1, package: null });
+    // More memory than its host has is refused.
+    const tooMuch = await api.call("PUT", "/core/v1/virtual_machines/virtual_machine/flexible_resources", {
+      token,
+      body: { virtual_machine: { id: vm }, resources: { memory_in_gb: host.memory_in_gb + 1, cpu_cores: 1 } },
+    });
+    expect(tooMuch.statusCode).toBe(406);
+    expect(tooMuch.json().error.code).toBe("task_queueing_error");
+    const unknown = await api.call("PUT", "/core/v1/virtual_machines/virtual_machine/package", {
+      token,
+      body: { virtual_machine: { id: vm }, virtual_machine_package: { permalink: "nope" } },
+    });
+    expect(unknown.json().error.code).toBe("package_not_found");
+
+    const grown = await ok("PUT", "/disks/disk/resize", {
+      disk: { id: system.id },
+      size_in_gb: system.size_in_gb + 3,
+    });
+    expect(grown.disk.size_in_gb).toBe(system.size_in_gb + 3);
+    expect(grown.task.id).toBe(changed.task.id);
+    const shrink = await api.call("PUT", "/core/v1/disks/disk/resize", {
+      token,
+      body: { disk: { id: system.id }, size_in_gb: 1 },
+    });
+    expect(shrink.json().error.code).toBe("validation_error");
   });
 
   it("validates the success body of every operation of the schema that Trebuchet serves", () => {

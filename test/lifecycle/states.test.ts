@@ -23,7 +23,9 @@ import {
 
 const BUILD_EVENTS: BuildEvent[] = ["claim", "complete", "fail"];
 const TASK_EVENTS: TaskEvent[] = ["claim", "complete", "fail", "cancel"];
-const ACTIONS: VmTaskAction[] = TASK_ACTIONS.filter((a): a is VmTaskAction => a !== "build_disk");
+const ACTIONS: VmTaskAction[] = TASK_ACTIONS.filter(
+  (a): a is VmTaskAction => a !== "build_disk" && a !== "resize_disk",
+);
 const POWER: PowerState[] = ["running", "stopped", "missing"];
 
 /** Every (state, event) pair and where it leads; `-` where the machine refuses it. */

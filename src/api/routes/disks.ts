@@ -4,6 +4,7 @@ import {
   deleteDisk,
   DiskRefused,
   renameDisk,
+  resizeDisk,
   setDiskAttached,
   unassignDisk,
 } from "../../lifecycle/index.js";
@@ -59,7 +60,7 @@ function diskError(error: unknown): unknown {
       return new ApiError("task_queueing_error", { details: error.message });
     case "no_room":
     case "assigned":
-    case "not_built":
+    case "invalid":
       return new ApiError("validation_error", { errors: [error.message] });
   }
 }
@@ -267,6 +268,24 @@ export const diskOperations: Operation[] = [
       const disk = await findDisk(context);
       await refusalsInKatapultWords(() => unassignDisk(context.services.db, disk.id));
       return { body: { disk: await freshView(context, disk.id) } };
+    },
+  },
+  {
+    name: "resize_disk",
+    method: "PUT",
+    path: "/disks/disk/resize",
+    scopes: ["disks"],
+    access: "write",
+    bucket: "write",
+    async handle(context) {
+      const disk = await findDisk(context);
+      const sizeInGb = integerArgument(context.args, "size_in_gb");
+      if (sizeInGb === undefined) throw missingArgument(["size_in_gb"]);
+      if (sizeInGb > 16_384)
+        throw new ApiError("validation_error", { errors: ["Size in GB must be at most 16384"] });
+      const task = await refusalsInKatapultWords(() => resizeDisk(context.services.db, disk.id, sizeInGb));
+      context.services.notifyWork?.();
+      return { body: { disk: await freshView(context, disk.id), task: present.task(task) } };
     },
   },
   ...(["attach", "detach"] as const).map((change): Operation => ({

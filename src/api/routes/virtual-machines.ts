@@ -2,6 +2,7 @@ import { ApiError, missingArgument } from "../../errors.js";
 import {
   ActionRefused,
   ChangeRefused,
+  changeResources,
   deleteVirtualMachine,
   queueAction,
   updateVirtualMachine,
@@ -10,6 +11,7 @@ import {
 } from "../../lifecycle/index.js";
 import { isValidHostname } from "../../spec/validate.js";
 import {
+  integerArgument,
   keyValueArray,
   objectArgument,
   pagination,
@@ -62,6 +64,16 @@ async function changesOf(
     ...(groupId !== undefined ? { groupId } : {}),
     ...(tagNames !== undefined ? { tagNames } : {}),
   };
+}
+
+/** Runs a resource change: a VM that cannot take it, or a host without the room, answers `task_queueing_error`. */
+async function changing<T>(context: OperationContext, change: () => Promise<T>): Promise<T> {
+  try {
+    return await queueing(context, change);
+  } catch (error) {
+    if (error instanceof ChangeRefused) throw new ApiError("task_queueing_error", { details: error.message });
+    throw error;
+  }
 }
 
 /** Runs a lifecycle call that queues a task; a VM that cannot take it answers `task_queueing_error`. */
@@ -145,6 +157,60 @@ export const virtualMachineOperations: Operation[] = [
           throw new ApiError("validation_error", { errors: [error.message] });
         throw error;
       }
+    },
+  },
+  {
+    name: "change_virtual_machine_package",
+    method: "PUT",
+    path: "/virtual_machines/virtual_machine/package",
+    scopes: ["virtual_machines"],
+    access: "write",
+    bucket: "write",
+    async handle(context) {
+      const vm = await findVirtualMachine(context);
+      const lookup = requireLookup(context.args, "virtual_machine_package", ["id", "permalink"] as const);
+      const pkg = await context.services.db
+        .selectFrom("packages")
+        .selectAll()
+        .where(lookup.key, "=", lookup.value)
+        .executeTakeFirst();
+      // A private package of another organization reads like no package.
+      if (!pkg || (pkg.privacy === "private" && pkg.organization_id !== vm.organization_id))
+        throw new ApiError("package_not_found");
+      const task = await changing(context, () =>
+        changeResources(context.services.db, vm.id, {
+          packageId: pkg.id,
+          memoryInGb: pkg.memory_in_gb,
+          cpuCores: pkg.cpu_cores,
+          storageInGb: pkg.storage_in_gb,
+        }),
+      );
+      return { body: { task: present.task(task) } };
+    },
+  },
+  {
+    name: "change_virtual_machine_flexible_resources",
+    method: "PUT",
+    path: "/virtual_machines/virtual_machine/flexible_resources",
+    scopes: ["virtual_machines"],
+    access: "write",
+    bucket: "write",
+    async handle(context) {
+      const vm = await findVirtualMachine(context);
+      const resources = objectArgument(context.args, "resources");
+      if (!resources) throw missingArgument(["resources"]);
+      const memoryInGb = integerArgument(resources, "memory_in_gb");
+      const cpuCores = integerArgument(resources, "cpu_cores");
+      if (memoryInGb === undefined) throw missingArgument(["resources", "memory_in_gb"]);
+      if (cpuCores === undefined) throw missingArgument(["resources", "cpu_cores"]);
+      if (memoryInGb < 1 || memoryInGb > 1024 || cpuCores < 1 || cpuCores > 256)
+        throw new ApiError("validation_error", {
+          errors: ["memory_in_gb must be 1 to 1024 and cpu_cores 1 to 256"],
+        });
+      const task = await changing(context, () =>
+        changeResources(context.services.db, vm.id, { packageId: null, memoryInGb, cpuCores }),
+      );
+      return { body: { task: present.task(task) } };
     },
   },
   powerAction("start"),

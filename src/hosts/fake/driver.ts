@@ -131,6 +131,13 @@ export class FakeDriver implements HostDriver {
     });
   }
 
+  growDisk(diskId: string, sizeInGb: number): Promise<void> {
+    return this.act("growDisk", diskId, () => {
+      if (!this.disks.has(diskId)) throw new HostError(`disk ${diskId} does not exist on host ${this.name}`);
+      this.disks.set(diskId, Math.max(sizeInGb, this.disks.get(diskId)!));
+    });
+  }
+
   destroyDisk(diskId: string): Promise<void> {
     return this.act("destroyDisk", diskId, () => {
       this.disks.delete(diskId);

@@ -78,13 +78,15 @@ export function qemuArgs(
     args.push("-kernel", vm.template.kernel!, "-append", `console=ttyS0 quiet panic=-1${tsc}`);
     if (vm.template.initrd) args.push("-initrd", vm.template.initrd);
   }
-  vm.disks.forEach((disk, i) => {
+  // Drives are named by their disk's ID, so that QMP can address one (block_resize) whatever
+  // disks were added since the machine started.
+  for (const disk of vm.disks) {
     args.push(
       "-drive",
-      `id=disk${i},file=${disk.existingPath ?? paths.disk(disk.id)},format=qcow2,if=none,cache=writeback`,
+      `id=${disk.id},file=${disk.existingPath ?? paths.disk(disk.id)},format=qcow2,if=none,cache=writeback`,
     );
-    args.push("-device", `${device("blk")},drive=disk${i}`);
-  });
+    args.push("-device", `${device("blk")},drive=${disk.id}`);
+  }
   args.push(
     "-drive",
     `id=seed,file=${paths.seedIso},format=raw,if=none,readonly=on`,

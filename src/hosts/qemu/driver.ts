@@ -257,10 +257,42 @@ export class QemuDriver implements HostDriver {
       );
       await this.network.plug(ports(vm));
     }
+    await this.growDisks(before, vm);
     await writeSeed(vm, paths);
     const file = join(paths.directory, "definition.json");
     writeFileSync(`${file}.new`, JSON.stringify(vm, null, 2));
     renameSync(`${file}.new`, file);
+  }
+
+  /**
+   * Disks whose size grew: a running machine's through QMP `block_resize` (the guest is
+   * told of the new capacity at once), a stopped one's with `qemu-img resize`. Never shrinks.
+   */
+  private async growDisks(before: VmDefinition, after: VmDefinition): Promise<void> {
+    const paths = this.paths(after.id);
+    const running = (await this.state(after.id)) === "running";
+    const startedWith = new Set(before.disks.map((d) => d.id));
+    for (const disk of after.disks) {
+      const old = before.disks.find((d) => d.id === disk.id);
+      if (!old || disk.sizeInGb <= old.sizeInGb) continue;
+      const bytes = disk.sizeInGb * 1024 ** 3;
+      if (running && startedWith.has(disk.id))
+        await qmp(paths.qmp, "block_resize", { device: disk.id, size: bytes });
+      else
+        await runTool(
+          "qemu-img",
+          ["resize", disk.existingPath ?? paths.disk(disk.id), String(bytes)],
+          "growing a disk",
+        );
+    }
+  }
+
+  async growDisk(diskId: string, sizeInGb: number): Promise<void> {
+    await runTool(
+      "qemu-img",
+      ["resize", this.diskPath(diskId), String(sizeInGb * 1024 ** 3)],
+      "growing a disk",
+    );
   }
 
   private diskPath(diskId: string): string {
