@@ -253,6 +253,7 @@ async function reserve(
             allocationType: "VirtualMachine",
             allocationId: vmId,
             networkInterfaceId,
+            releaseWithVm: true,
             reverseDns: fqdn,
           });
         } catch (error) {

@@ -2,7 +2,7 @@ import type { Kysely, Transaction } from "kysely";
 import { lockedForUpdate, retryingConflicts, type Database, type Row } from "../store/index.js";
 import type { IpVersion } from "../catalog/addresses.js";
 import { allocateAddress } from "./addresses.js";
-import { enqueue, vmTakingChanges } from "./tasks.js";
+import { enqueue } from "./tasks.js";
 
 /**
  * Changes to what addresses a VM holds, made by its organization: allocate (an address
@@ -34,14 +34,18 @@ async function lockAddress(trx: Transaction<Database>, ipId: string) {
 }
 
 /**
- * Queues the VM's host to apply its definition again, unless nothing would read it yet
- * (its build has not created it: the build reads the database), it is in the trash or
- * gone, or a reconfiguration that has not started is already queued (it will read this
- * change too).
+ * Queues the VM's host to apply its definition again, unless it is in the trash or gone
+ * (a VM in the trash is reconfigured when it is restored), or failed, or a
+ * reconfiguration that has not started is already queued (it will read this change
+ * too). A VM still being built gets it too: the task waits for the build to end (see
+ * claimTask), since the build may have read the definition before this change.
  */
 export async function queueReconfigure(trx: Transaction<Database>, vmId: string): Promise<void> {
-  const vm = await vmTakingChanges(trx, vmId);
-  if (!vm) return;
+  const vm = await lockedForUpdate(
+    trx,
+    trx.selectFrom("virtual_machines").selectAll().where("id", "=", vmId),
+  ).executeTakeFirst();
+  if (!vm || vm.deleted_at !== null || vm.state === "failed") return;
   const waiting = await trx
     .selectFrom("tasks")
     .select("id")
@@ -53,11 +57,20 @@ export async function queueReconfigure(trx: Transaction<Database>, vmId: string)
 }
 
 function detach(trx: Kysely<Database>, ipId: string) {
-  return trx
-    .updateTable("ip_addresses")
-    .set({ allocation_type: null, allocation_id: null, network_interface_id: null, reverse_dns: null })
-    .where("id", "=", ipId)
-    .execute();
+  return (
+    trx
+      .updateTable("ip_addresses")
+      // Taken off its VM, an address is the organization's, whatever it was made for.
+      .set({
+        allocation_type: null,
+        allocation_id: null,
+        network_interface_id: null,
+        reverse_dns: null,
+        release_with_vm: 0,
+      })
+      .where("id", "=", ipId)
+      .execute()
+  );
 }
 
 /** Takes an address off what it is allocated to; the organization keeps it. */
@@ -172,6 +185,7 @@ export function allocateNewToInterface(
         allocationType: "VirtualMachine",
         allocationId: vm.id,
         networkInterfaceId: nic.id,
+        releaseWithVm: true,
         reverseDns: vm.fqdn,
       });
       await queueReconfigure(trx, vm.id);

@@ -28,6 +28,8 @@ export interface AllocationRequest {
   allocationId: string | null;
   /** The VM interface it goes on, when allocated to a VM. */
   networkInterfaceId?: string | null;
+  /** Made for that VM: back to the pool when it is purged. */
+  releaseWithVm?: boolean;
   reverseDns: string | null;
 }
 
@@ -94,6 +96,7 @@ export async function allocateAddress(
       allocation_type: request.allocationType,
       allocation_id: request.allocationId,
       network_interface_id: request.networkInterfaceId ?? null,
+      release_with_vm: request.releaseWithVm ? 1 : 0,
       created_at: Math.floor(Date.now() / 1000),
     };
     await insertRow(trx, "ip_addresses", row);

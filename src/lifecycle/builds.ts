@@ -202,4 +202,12 @@ async function recordFailure(trx: Kysely<Database>, taskId: string, vmId: string
     .set({ status: "failed", error: reason, finished_at: t })
     .where("id", "=", taskId)
     .execute();
+  // Changes queued while it was being built have no VM left to reach.
+  await trx
+    .updateTable("tasks")
+    .set({ status: "failed", error: "cancelled: the virtual machine's build failed", finished_at: t })
+    .where("object_id", "=", vmId)
+    .where("status", "=", "pending")
+    .where("action", "is not", null)
+    .execute();
 }

@@ -9,7 +9,7 @@ import {
 } from "../store/index.js";
 import { queueReconfigure } from "./address-changes.js";
 import { now } from "./leases.js";
-import { usageOf } from "./placement.js";
+import { shortOfRoom, usageOf } from "./placement.js";
 import { enqueue, vmTakingChanges, type QueuedTask } from "./tasks.js";
 
 /**
@@ -135,6 +135,12 @@ export function deleteDisk(
           "assigned",
           `the disk is assigned to ${disk.virtual_machine_id}: unassign it first`,
         );
+      // Shared disks are the operator's (catalog), on no host of ours to purge them from.
+      if (disk.shared === 1 || disk.host_id === null)
+        throw new DiskRefused(
+          "invalid",
+          "a shared disk is managed by the operator, not deleted through the API",
+        );
       const trash: Row<"trash_objects"> = {
         id: newId("trashObject"),
         object_type: "Disk",
@@ -215,10 +221,18 @@ export function setDiskAttached(
           "unable_to_unassign",
           "a disk made with its virtual machine is always attached",
         );
-      if (!(await vmTakingChanges(trx, disk.virtual_machine_id)))
+      const vm = await vmTakingChanges(trx, disk.virtual_machine_id);
+      if (!vm)
         throw new DiskRefused(
           "vm_not_ready",
           "the disk's virtual machine takes no changes now (being built, failed or in the trash)",
+        );
+      // A running machine keeps the disks it started with (no hot-unplug yet): a disk is
+      // detached, and free for another VM, only while its VM is stopped.
+      if (!attached && disk.state === "attached" && vm.state !== "stopped")
+        throw new DiskRefused(
+          "vm_not_ready",
+          "stop the virtual machine to detach the disk (no hot-unplug yet)",
         );
       const state = attached ? ("attached" as const) : ("ready" as const);
       if (disk.state !== state)
@@ -262,6 +276,8 @@ export function resizeDisk(
           `the disk is ${disk.state === "pending" ? "still being built" : "failed"}`,
         );
       if (disk.shared === 1) throw new DiskRefused("invalid", "a shared disk is resized by the operator");
+      const short = await shortOfRoom(trx, disk.host_id, { memory: 0, disk: sizeInGb - disk.size_in_gb });
+      if (short) throw new DiskRefused("no_room", short);
       if (disk.virtual_machine_id !== null && inDefinition(disk)) {
         if (!(await vmTakingChanges(trx, disk.virtual_machine_id)))
           throw new DiskRefused(

@@ -1,5 +1,5 @@
 import type { Kysely } from "kysely";
-import type { Database, Row } from "../store/index.js";
+import { lockedForUpdate, type Database, type Row } from "../store/index.js";
 
 /**
  * First-fit placement: a host has room for a VM when the memory and disk of its live
@@ -105,4 +105,44 @@ export async function unplaceableReason(
     .where("id", "=", host.data_center_id)
     .executeTakeFirstOrThrow();
   return `no hypervisor host in data center ${dc.permalink} has room for ${needs.memory} GB of memory and ${needs.disk} GB of disk (host ${host.name}: ${used.memory} of ${host.memory_in_gb} GB memory and ${used.disk} of ${host.disk_in_gb} GB disk in use)`;
+}
+
+/**
+ * Does the VM's host have room for `more` memory and disk beyond what it holds now
+ * (`exceptVm`'s memory left out, for a VM whose memory changes)? The host's row is
+ * locked for the rest of the transaction, so concurrent changes on one host are
+ * counted one after the other. Answers why not, or undefined when there is room.
+ */
+export async function shortOfRoom(
+  trx: Kysely<Database>,
+  hostId: string | null,
+  more: { memory: number; disk: number },
+  exceptVm = "",
+): Promise<string | undefined> {
+  if (hostId === null) return undefined;
+  const host = await lockedForUpdate(
+    trx,
+    trx.selectFrom("hosts").selectAll().where("id", "=", hostId),
+  ).executeTakeFirst();
+  if (!host) return undefined;
+  const used = await usageOf(trx, host.id, exceptVm);
+  const vmDisks =
+    exceptVm === ""
+      ? 0
+      : Number(
+          (
+            await trx
+              .selectFrom("disks")
+              .select((eb) => eb.fn.sum<number>("size_in_gb").as("disk"))
+              .where("virtual_machine_id", "=", exceptVm)
+              .where("shared", "=", 0)
+              .where("state", "!=", "deleted")
+              .executeTakeFirst()
+          )?.disk ?? 0,
+        );
+  if (used.memory + more.memory > host.memory_in_gb)
+    return `host ${host.name} has ${host.memory_in_gb - used.memory} GB of memory free; ${more.memory} GB asked`;
+  if (used.disk + vmDisks + more.disk > host.disk_in_gb)
+    return `host ${host.name} has ${host.disk_in_gb - used.disk - vmDisks} GB of disk free; ${more.disk} GB more asked`;
+  return undefined;
 }

@@ -4,28 +4,29 @@ import { now } from "./leases.js";
 import { storedPlanOf } from "./stored-plan.js";
 
 /**
- * Gives back what a VM held, in the transaction given: addresses it was given as new
- * return to the pool, addresses the organization owned before stay with it
- * (unallocated), the disks made with it are marked deleted, standalone and shared disks
+ * Gives back what a VM held, in the transaction given: addresses made for it (by its
+ * build, or `allocate_new_ip`) return to the pool, addresses the organization owned
+ * before stay with it (unallocated), the disks made with it are marked deleted, standalone and shared disks
  * are detached and kept. Idempotent.
  */
 export async function releaseVm(trx: Kysely<Database>, vmId: string): Promise<void> {
-  const addresses = (await storedPlanOf(trx, vmId))?.addresses ?? [];
-  const kept = addresses.filter((a) => a.kind === "existing").map((a) => a.id);
+  // Builds before `release_with_vm` existed say in their plan which addresses were new.
+  const planned = (await storedPlanOf(trx, vmId))?.addresses ?? [];
+  const madeByBuild = new Set(planned.filter((a) => a.kind === "new").map((a) => a.id));
   const held = await trx
     .selectFrom("ip_addresses")
-    .select("id")
+    .select(["id", "release_with_vm"])
     .where("allocation_type", "=", "VirtualMachine")
     .where("allocation_id", "=", vmId)
     .execute();
-  const returned = held.map((r) => r.id).filter((id) => !kept.includes(id));
+  const returned = held.filter((r) => r.release_with_vm === 1 || madeByBuild.has(r.id)).map((r) => r.id);
+  const kept = held.map((r) => r.id).filter((id) => !returned.includes(id));
   if (returned.length > 0) await trx.deleteFrom("ip_addresses").where("id", "in", returned).execute();
   if (kept.length > 0) {
     await trx
       .updateTable("ip_addresses")
       .set({ allocation_type: null, allocation_id: null, network_interface_id: null, reverse_dns: null })
       .where("id", "in", kept)
-      .where("allocation_id", "=", vmId)
       .execute();
   }
   // Disks made on their own outlive the VM they were given to: back to the organization, detached.

@@ -219,6 +219,16 @@ export async function claimTask(
           eb.or([
             eb.and([
               eb("t.status", "=", "pending"),
+              // A VM's tasks wait for its build to end (a reconfiguration may be queued meanwhile).
+              eb.not(
+                eb.exists(
+                  eb
+                    .selectFrom("builds")
+                    .select(sql`1`.as("one"))
+                    .whereRef("builds.virtual_machine_id", "=", "t.object_id")
+                    .where("builds.state", "in", ["pending", "building"]),
+                ),
+              ),
               eb.not(
                 eb.exists(
                   eb
@@ -350,6 +360,12 @@ export function finishDiskTask(
 
 /** A task made of others completes (or fails) once each of them has. */
 export async function settleParent(trx: Kysely<Database>, parentId: string): Promise<void> {
+  // Children finishing at once settle one after the other, each seeing the others' ends.
+  const parent = await lockedForUpdate(
+    trx,
+    trx.selectFrom("tasks").select("status").where("id", "=", parentId),
+  ).executeTakeFirst();
+  if (parent?.status !== "running") return;
   const children = await trx.selectFrom("tasks").select("status").where("parent_id", "=", parentId).execute();
   const done = children.filter((c) => c.status === "completed" || c.status === "failed");
   const failed = done.filter((c) => c.status === "failed").length;

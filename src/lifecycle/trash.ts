@@ -8,7 +8,9 @@ import {
   type Row,
 } from "../store/index.js";
 import { queueReconfigure } from "./address-changes.js";
+import { isUniqueViolation } from "./addresses.js";
 import { now } from "./leases.js";
+import { shortOfRoom } from "./placement.js";
 import { enqueue, settleParent, TASK_NAMES, type QueuedTask } from "./tasks.js";
 
 /**
@@ -20,7 +22,7 @@ import { enqueue, settleParent, TASK_NAMES, type QueuedTask } from "./tasks.js";
 /** The trash cannot do this now. */
 export class TrashRefused extends Error {
   constructor(
-    readonly reason: "purging" | "hostname_taken",
+    readonly reason: "purging" | "hostname_taken" | "no_room",
     message: string,
   ) {
     super(message);
@@ -68,7 +70,12 @@ async function queuePurge(trx: Transaction<Database>, trash: Row<"trash_objects"
   const object = await lockTrashed(trx, trash);
   if (!object) return undefined;
   const underway = await purgeUnderway(trx, object.id);
-  if (underway) return { task: underway, queued: false };
+  if (underway) {
+    // Already being purged on its own: the larger purge waits for it too.
+    if (parentId !== null && underway.parent_id === null)
+      await trx.updateTable("tasks").set({ parent_id: parentId }).where("id", "=", underway.id).execute();
+    return { task: underway, queued: false };
+  }
   return { task: await enqueue(trx, object, "purge", parentId), queued: true };
 }
 
@@ -134,36 +141,42 @@ export function restoreTrashObject(
   db: Kysely<Database>,
   trashId: string,
 ): Promise<Row<"trash_objects"> | undefined> {
-  return retryingConflicts(() =>
-    db.transaction().execute(async (trx) => {
-      const trash = await trashObject(trx, trashId);
-      if (!trash) return undefined;
-      if (trash.object_type !== "VirtualMachine") {
-        const disk = await lockTrashed(trx, trash);
-        if (!disk) return undefined;
-        if (await purgeUnderway(trx, disk.id))
+  return hostnameRaces(() =>
+    retryingConflicts(() =>
+      db.transaction().execute(async (trx) => {
+        const trash = await trashObject(trx, trashId);
+        if (!trash) return undefined;
+        if (trash.object_type !== "VirtualMachine") {
+          const disk = await lockTrashed(trx, trash);
+          if (!disk) return undefined;
+          if (await purgeUnderway(trx, disk.id))
+            throw new TrashRefused("purging", "the object is being purged from the trash");
+          await trx.deleteFrom("trash_objects").where("id", "=", trash.id).execute();
+          return trash;
+        }
+        const vm = await lockTrashedVm(trx, trash);
+        if (!vm) return undefined;
+        if (await purgeUnderway(trx, vm.id))
           throw new TrashRefused("purging", "the object is being purged from the trash");
+        const twin = await trx
+          .selectFrom("virtual_machines")
+          .select("id")
+          .where("organization_id", "=", vm.organization_id)
+          .where("hostname", "=", vm.hostname)
+          .where("deleted_at", "is", null)
+          .executeTakeFirst();
+        if (twin)
+          throw new TrashRefused("hostname_taken", `hostname ${vm.hostname} is now used by ${twin.id}`);
+        // Its disks stayed on its host; its memory did not.
+        const short = await shortOfRoom(trx, vm.host_id, { memory: vm.memory_in_gb, disk: 0 });
+        if (short) throw new TrashRefused("no_room", short);
+        await trx.updateTable("virtual_machines").set({ deleted_at: null }).where("id", "=", vm.id).execute();
         await trx.deleteFrom("trash_objects").where("id", "=", trash.id).execute();
+        // What changed while it was in the trash (addresses taken off it) reaches its host.
+        await queueReconfigure(trx, vm.id);
         return trash;
-      }
-      const vm = await lockTrashedVm(trx, trash);
-      if (!vm) return undefined;
-      if (await purgeUnderway(trx, vm.id))
-        throw new TrashRefused("purging", "the object is being purged from the trash");
-      const twin = await trx
-        .selectFrom("virtual_machines")
-        .select("id")
-        .where("organization_id", "=", vm.organization_id)
-        .where("hostname", "=", vm.hostname)
-        .where("deleted_at", "is", null)
-        .executeTakeFirst();
-      if (twin) throw new TrashRefused("hostname_taken", `hostname ${vm.hostname} is now used by ${twin.id}`);
-      await trx.updateTable("virtual_machines").set({ deleted_at: null }).where("id", "=", vm.id).execute();
-      await trx.deleteFrom("trash_objects").where("id", "=", trash.id).execute();
-      // What changed while it was in the trash (addresses taken off it) reaches its host.
-      await queueReconfigure(trx, vm.id);
-      return trash;
-    }),
+      }),
+    ),
   );
 }
 
@@ -187,4 +200,15 @@ export async function purgeExpiredTrash(db: Kysely<Database>, at: number): Promi
     if (result?.queued) queued += 1;
   }
   return queued;
+}
+
+/** A VM that took the hostname meanwhile trips the live-hostname index: the same refusal. */
+async function hostnameRaces<T>(restore: () => Promise<T>): Promise<T> {
+  try {
+    return await restore();
+  } catch (error) {
+    if (isUniqueViolation(error))
+      throw new TrashRefused("hostname_taken", "a live virtual machine took its hostname meanwhile");
+    throw error;
+  }
 }

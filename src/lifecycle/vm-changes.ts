@@ -10,7 +10,7 @@ import {
 import { queueReconfigure } from "./address-changes.js";
 import { isUniqueViolation } from "./addresses.js";
 import { now } from "./leases.js";
-import { usageOf } from "./placement.js";
+import { shortOfRoom } from "./placement.js";
 import { lockActionableVm } from "./tasks.js";
 
 /** What a VM's owner may change of it without a host knowing (bar its hostname). */
@@ -95,8 +95,13 @@ export function updateVirtualMachine(
         return { ...vm, ...set };
       });
     } catch (error) {
-      // Another request took the hostname meanwhile (the live-hostname unique index).
-      if (isUniqueViolation(error)) throw new ChangeRefused(`hostname ${changes.hostname} is already used`);
+      // Another request took the hostname (the live-hostname index) or made one of the tags meanwhile.
+      if (isUniqueViolation(error))
+        throw new ChangeRefused(
+          changes.hostname !== undefined
+            ? `hostname ${changes.hostname} is already used`
+            : "another request changed this organization's tags at the same time; try again",
+        );
       throw error;
     }
   });
@@ -152,16 +157,16 @@ export function changeResources(
   return retryingConflicts(() =>
     db.transaction().execute(async (trx) => {
       const vm = await lockActionableVm(trx, vmId);
-      const host = vm.host_id
-        ? await trx.selectFrom("hosts").selectAll().where("id", "=", vm.host_id).executeTakeFirst()
-        : undefined;
-      if (host) {
-        const used = await usageOf(trx, host.id, vm.id);
-        if (used.memory + change.memoryInGb > host.memory_in_gb)
-          throw new ChangeRefused(
-            `host ${host.name} has ${host.memory_in_gb - used.memory} GB of memory free for this VM; it asks for ${change.memoryInGb} GB`,
-          );
-      }
+      const system = await trx
+        .selectFrom("disks")
+        .select("size_in_gb")
+        .where("virtual_machine_id", "=", vm.id)
+        .where("position", "=", 1)
+        .where("path", "is", null)
+        .executeTakeFirst();
+      const growth = Math.max(0, (change.storageInGb ?? 0) - (system?.size_in_gb ?? Infinity));
+      const short = await shortOfRoom(trx, vm.host_id, { memory: change.memoryInGb, disk: growth }, vm.id);
+      if (short) throw new ChangeRefused(short);
       await trx
         .updateTable("virtual_machines")
         .set({ package_id: change.packageId, memory_in_gb: change.memoryInGb, cpu_cores: change.cpuCores })

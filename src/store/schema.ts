@@ -229,6 +229,8 @@ export interface IpAddressesTable {
   allocation_id: string | null;
   /** The interface of the VM it is allocated on (null when not on a VM). */
   network_interface_id: string | null;
+  /** Made for the VM it is allocated to: back to the pool when that VM is purged. Defaults to 0. */
+  release_with_vm: Generated<Flag>;
   created_at: Timestamp;
 }
 

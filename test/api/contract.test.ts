@@ -956,6 +956,14 @@ describe.each(DIALECTS)("contract on %s", (dialect) => {
       body: { disk: { id: diskId } },
     });
     expect(stillOn.json().error.code).toBe("validation_error");
+    const whileRunning = await api.call("POST", "/core/v1/disks/disk/detach", {
+      token,
+      body: { disk: { id: diskId } },
+    });
+    expect(whileRunning.statusCode).toBe(406);
+    expect(whileRunning.json().error.code).toBe("task_queueing_error");
+    // What a completed stop leaves.
+    await db.updateTable("virtual_machines").set({ state: "stopped" }).where("id", "=", vm).execute();
     await ok("POST", "/disks/disk/detach", { disk: { id: diskId } });
     await ok("POST", "/disks/disk/unassign", { disk: { id: diskId } });
     const foreign = await api.call("GET", `/core/v1/disks/_?disk[id]=${diskId}`, { token: otherToken });
@@ -977,6 +985,33 @@ describe.each(DIALECTS)("contract on %s", (dialect) => {
       body: { disk: { id: system.id } },
     });
     expect(own.json().error.code).toBe("unable_to_unassign");
+    // A shared disk is the operator's.
+    const shared = newId("disk");
+    await db
+      .insertInto("disks")
+      .values({
+        id: shared,
+        organization_id: ids.acme!,
+        data_center_id: ids.dc!,
+        name: "shared",
+        size_in_gb: 1,
+        storage_speed: "ssd",
+        io_profile_id: null,
+        file_system_type: null,
+        virtual_machine_id: null,
+        position: null,
+        shared: 1,
+        host_id: null,
+        path: "/srv/shared.qcow2",
+        state: "ready",
+        created_at: Math.floor(Date.now() / 1000),
+      })
+      .execute();
+    const sharedDelete = await api.call("DELETE", "/core/v1/disks/disk", {
+      token,
+      body: { disk: { id: shared } },
+    });
+    expect(sharedDelete.json().error.code).toBe("validation_error");
     const tooBig = await api.call("POST", "/core/v1/organizations/organization/disks", {
       token,
       body: {

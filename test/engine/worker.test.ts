@@ -323,6 +323,17 @@ describe.each(DIALECTS)("the worker on %s", (dialect) => {
       body: { disk: { id: diskId } },
     });
     expect(stillAttached.json().error.code).toBe("unable_to_unassign");
+    // A running machine keeps its disks (no hot-unplug): detached only while stopped.
+    const running = await api.call("POST", "/core/v1/disks/_/detach", {
+      token,
+      body: { disk: { id: diskId } },
+    });
+    expect(running.statusCode).toBe(406);
+    expect(running.json().error.code).toBe("task_queueing_error");
+    expect(
+      (await taskDone((await call("POST", `/virtual_machines/_/stop?virtual_machine[id]=${vm}`, {})).task.id))
+        .status,
+    ).toBe("completed");
     const detached = await call("POST", "/disks/_/detach", { disk: { id: diskId } });
     expect((await taskDone(detached.task.id)).status).toBe("completed");
     expect(definitionDisks()).not.toContain(diskId);
@@ -337,6 +348,92 @@ describe.each(DIALECTS)("the worker on %s", (dialect) => {
     expect(driver.disks.has(diskId)).toBe(false);
     const gone = await api.call("GET", `/core/v1/disks/_?disk[id]=${diskId}`, { token });
     expect(gone.json().error.code).toBe("disk_not_found");
+  });
+
+  it("a purge gives back the addresses made for the VM and leaves the organization's own with it", async () => {
+    await setup();
+    const { worker: w } = worker();
+    await w.start();
+    const db = api.server.store.db;
+    const vm = (await finished((await build("addressed")).virtual_machine_build.id)).virtual_machine_id!;
+    const network = await db
+      .selectFrom("networks")
+      .select("id")
+      .where("permalink", "=", "lab-1-public")
+      .executeTakeFirstOrThrow();
+    const owned = await api.call("POST", "/core/v1/organizations/_/ip_addresses", {
+      token,
+      body: {
+        organization: { sub_domain: "acme" },
+        network: { id: network.id },
+        version: "ipv4",
+        label: "kept",
+      },
+    });
+    const ownedId = owned.json().ip_address.id as string;
+    const allocated = await api.call("POST", "/core/v1/virtual_machines/_/allocate_ip", {
+      token,
+      body: { virtual_machine: { id: vm }, ip_address: { id: ownedId } },
+    });
+    expect(allocated.statusCode, allocated.body).toBe(200);
+    const madeForIt = (
+      await db
+        .selectFrom("ip_addresses")
+        .select("id")
+        .where("allocation_id", "=", vm)
+        .where("id", "!=", ownedId)
+        .execute()
+    ).map((r) => r.id);
+    expect(madeForIt.length).toBeGreaterThan(0);
+    const deleted = await api.call("DELETE", `/core/v1/virtual_machines/_?virtual_machine[id]=${vm}`, {
+      token,
+    });
+    const purge = await api.call(
+      "DELETE",
+      `/core/v1/trash_objects/_?trash_object[id]=${deleted.json().trash_object.id}`,
+      {
+        token,
+      },
+    );
+    const purgeId = purge.json().task.id as string;
+    await until(async () => {
+      const task = await db
+        .selectFrom("tasks")
+        .select("status")
+        .where("id", "=", purgeId)
+        .executeTakeFirstOrThrow();
+      return task.status === "completed" ? true : undefined;
+    });
+    const after = await db.selectFrom("ip_addresses").selectAll().execute();
+    expect(after.map((r) => r.id)).toEqual([ownedId]);
+    expect(after[0]).toMatchObject({ allocation_id: null, network_interface_id: null, label: "kept" });
+  });
+
+  it("a change made while the VM is being built reaches its host once the build is over", async () => {
+    await setup();
+    const driver = new FakeDriver("local");
+    driver.bootMs = 600;
+    const { worker: w } = worker("local", driver);
+    await w.start();
+    const db = api.server.store.db;
+    const accepted = await build("renamed-early");
+    const vm = (await buildRow(accepted.virtual_machine_build.id)).virtual_machine_id!;
+    // The host has read the definition and is booting the guest.
+    await until(async () => (driver.vms.get(vm)?.running ? true : undefined));
+    const patched = await api.call("PATCH", "/core/v1/virtual_machines/_", {
+      token,
+      body: { virtual_machine: { id: vm }, properties: { hostname: "renamed-late" } },
+    });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expect((await finished(accepted.virtual_machine_build.id)).state).toBe("complete");
+    await until(async () => (driver.vms.get(vm)!.definition.hostname === "renamed-late" ? true : undefined));
+    const task = await db
+      .selectFrom("tasks")
+      .selectAll()
+      .where("object_id", "=", vm)
+      .where("action", "=", "reconfigure")
+      .executeTakeFirstOrThrow();
+    expect(task.status).toBe("completed");
   });
 
   it("refuses power actions while the VM is still being built", async () => {

@@ -161,6 +161,7 @@ export class QemuDriver implements HostDriver {
     }
     this.accelerator ??= await this.probe(vm);
     rmSync(paths.qmp, { force: true });
+    writeFileSync(join(paths.directory, "started-disks.json"), JSON.stringify(vm.disks.map((d) => d.id)));
     const args = qemuArgs(vm, paths, this.accelerator, this.networking, hostTscKhz());
     const [file, argv] = this.network
       ? this.network.command("qemu-system-x86_64", args)
@@ -271,20 +272,35 @@ export class QemuDriver implements HostDriver {
   private async growDisks(before: VmDefinition, after: VmDefinition): Promise<void> {
     const paths = this.paths(after.id);
     const running = (await this.state(after.id)) === "running";
-    const startedWith = new Set(before.disks.map((d) => d.id));
+    // What the running process opened: disks attached since then are not in it.
+    const inProcess = running ? this.startedDisks(after.id, before) : new Set<string>();
     for (const disk of after.disks) {
       const old = before.disks.find((d) => d.id === disk.id);
-      if (!old || disk.sizeInGb <= old.sizeInGb) continue;
+      if (old && disk.sizeInGb <= old.sizeInGb) continue;
       const bytes = disk.sizeInGb * 1024 ** 3;
-      if (running && startedWith.has(disk.id))
-        await qmp(paths.qmp, "block_resize", { device: disk.id, size: bytes });
-      else
+      if (inProcess.has(disk.id)) {
+        // Processes started before drives were named by disk ID call them disk<index>.
+        const legacy = `disk${before.disks.findIndex((d) => d.id === disk.id)}`;
+        await qmp(paths.qmp, "block_resize", { device: disk.id, size: bytes }).catch(() =>
+          qmp(paths.qmp, "block_resize", { device: legacy, size: bytes }),
+        );
+      } else if (old) {
         await runTool(
           "qemu-img",
           ["resize", disk.existingPath ?? paths.disk(disk.id), String(bytes)],
           "growing a disk",
         );
+      }
     }
+  }
+
+  /** The disks the VM's process was started with (recorded at start; else its definition then). */
+  private startedDisks(vmId: string, fallback: VmDefinition): Set<string> {
+    const file = join(this.paths(vmId).directory, "started-disks.json");
+    const ids = existsSync(file)
+      ? (JSON.parse(readFileSync(file, "utf8")) as string[])
+      : fallback.disks.map((d) => d.id);
+    return new Set(ids);
   }
 
   async growDisk(diskId: string, sizeInGb: number): Promise<void> {

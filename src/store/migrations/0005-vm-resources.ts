@@ -4,7 +4,9 @@ import { sql, type Kysely } from "kysely";
  * What a VM's whole life needs:
  * - `virtual_machines.purged_at`: a deleted VM sits in the trash with its disks and
  *   addresses (`deleted_at` set) until it is purged (`purged_at` set: gone for good);
- * - `ip_addresses.network_interface_id`: the interface an address is allocated on;
+ * - `ip_addresses.network_interface_id`: the interface an address is allocated on, and
+ *   `release_with_vm`: it was made for its VM, and returns to the pool when the VM is
+ *   purged (an address the organization had before stays with it);
  * - `network_interfaces.state`: attached to its VM or detached;
  * - `tasks.parent_id`: a task made of other tasks (purging a whole trash).
  * VMs deleted before this migration were destroyed by their deletion task: they count
@@ -14,6 +16,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema.alterTable("virtual_machines").addColumn("purged_at", "bigint").execute();
   // No foreign key: SQLite could not drop the column again; the lifecycle keeps it true.
   await db.schema.alterTable("ip_addresses").addColumn("network_interface_id", "text").execute();
+  await db.schema
+    .alterTable("ip_addresses")
+    .addColumn("release_with_vm", "integer", (c) => c.notNull().defaultTo(0))
+    .execute();
   await db.schema
     .alterTable("network_interfaces")
     .addColumn("state", "text", (c) => c.notNull().defaultTo("attached"))
@@ -46,6 +52,7 @@ export async function down(db: Kysely<unknown>): Promise<void> {
   await db.schema.dropIndex("tasks_parent_id").execute();
   await db.schema.alterTable("tasks").dropColumn("parent_id").execute();
   await db.schema.alterTable("network_interfaces").dropColumn("state").execute();
+  await db.schema.alterTable("ip_addresses").dropColumn("release_with_vm").execute();
   await db.schema.alterTable("ip_addresses").dropColumn("network_interface_id").execute();
   await db.schema.alterTable("virtual_machines").dropColumn("purged_at").execute();
 }
