@@ -112,7 +112,7 @@ async function main() {
     // The raw boot, interleaved so drift hits both alike: this very VM, started again by hand
     // with its exact QEMU command line on fresh disks, to the same readiness marker.
     raw.push(await rawBoot(join(dataDir, "vms", vmId), namespace));
-    await call("DELETE", `/virtual_machines/_?virtual_machine[id]=${vmId}`);
+    await deleteAndPurge(call, vmId);
     // Concurrency 1: the next build starts once this VM is gone from the host.
     while (existsSync(join(dataDir, "vms", vmId))) await sleep(20);
   }
@@ -156,13 +156,8 @@ async function main() {
   console.log(
     `  ${CONCURRENT} builds at once on one host: ${completed}/${CONCURRENT} complete in ${burstSeconds.toFixed(1)} s`,
   );
-  await call("DELETE", `/virtual_machines/_?virtual_machine[id]=${warmBuild.virtual_machine?.id}`).catch(
-    () => undefined,
-  );
-  for (const b of burstResults)
-    await call("DELETE", `/virtual_machines/_?virtual_machine[id]=${b.virtual_machine?.id}`).catch(
-      () => undefined,
-    );
+  for (const vmId of [warmBuild.virtual_machine?.id, ...burstResults.map((b) => b.virtual_machine?.id)])
+    if (vmId) await deleteAndPurge(call, vmId).catch(() => undefined);
   await sleep(3000);
   await server.stop();
 }
@@ -184,6 +179,14 @@ async function waitBuild(call: Call, id: string): Promise<Reply["virtual_machine
     if (build.state === "complete" || build.state === "failed") return build;
     await sleep(20);
   }
+}
+
+/** Deleted, then purged from the trash: its host removes it. */
+async function deleteAndPurge(call: Call, vmId: string): Promise<void> {
+  const deleted = (await call("DELETE", `/virtual_machines/_?virtual_machine[id]=${vmId}`)) as unknown as {
+    trash_object: { id: string };
+  };
+  await call("DELETE", `/trash_objects/_?trash_object[id]=${deleted.trash_object.id}`);
 }
 
 /**
