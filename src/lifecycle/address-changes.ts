@@ -2,7 +2,7 @@ import type { Kysely, Transaction } from "kysely";
 import { lockedForUpdate, retryingConflicts, type Database, type Row } from "../store/index.js";
 import type { IpVersion } from "../catalog/addresses.js";
 import { allocateAddress } from "./addresses.js";
-import { enqueue } from "./tasks.js";
+import { enqueue, type QueuedTask } from "./tasks.js";
 
 /**
  * Changes to what addresses a VM holds, made by its organization: allocate (an address
@@ -40,20 +40,30 @@ async function lockAddress(trx: Transaction<Database>, ipId: string) {
  * too). A VM still being built gets it too: the task waits for the build to end (see
  * claimTask), since the build may have read the definition before this change.
  */
-export async function queueReconfigure(trx: Transaction<Database>, vmId: string): Promise<void> {
+export async function queueReconfigure(
+  trx: Transaction<Database>,
+  vmId: string,
+): Promise<Row<"tasks"> | QueuedTask | undefined> {
   const vm = await lockedForUpdate(
     trx,
     trx.selectFrom("virtual_machines").selectAll().where("id", "=", vmId),
   ).executeTakeFirst();
-  if (!vm || vm.deleted_at !== null || vm.state === "failed") return;
+  if (!vm || vm.deleted_at !== null || vm.state === "failed") return undefined;
   const waiting = await trx
     .selectFrom("tasks")
-    .select("id")
+    .selectAll()
     .where("object_id", "=", vmId)
     .where("action", "=", "reconfigure")
     .where("status", "=", "pending")
     .executeTakeFirst();
-  if (!waiting) await enqueue(trx, vm, "reconfigure");
+  return waiting ?? enqueue(trx, vm, "reconfigure");
+}
+
+/** As queueReconfigure, for a VM already known to take changes: its reconfiguration task. */
+export async function reconfigureTask(trx: Transaction<Database>, vmId: string) {
+  const task = await queueReconfigure(trx, vmId);
+  if (!task) throw new Error(`virtual machine ${vmId} takes no reconfiguration now`);
+  return task;
 }
 
 function detach(trx: Kysely<Database>, ipId: string) {

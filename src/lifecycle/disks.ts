@@ -7,7 +7,7 @@ import {
   type Database,
   type Row,
 } from "../store/index.js";
-import { queueReconfigure } from "./address-changes.js";
+import { reconfigureTask } from "./address-changes.js";
 import { now } from "./leases.js";
 import { shortOfRoom, usageOf } from "./placement.js";
 import { enqueue, vmTakingChanges, type QueuedTask } from "./tasks.js";
@@ -237,14 +237,7 @@ export function setDiskAttached(
       const state = attached ? ("attached" as const) : ("ready" as const);
       if (disk.state !== state)
         await trx.updateTable("disks").set({ state }).where("id", "=", disk.id).execute();
-      await queueReconfigure(trx, disk.virtual_machine_id);
-      const task = await trx
-        .selectFrom("tasks")
-        .selectAll()
-        .where("object_id", "=", disk.virtual_machine_id)
-        .where("action", "=", "reconfigure")
-        .orderBy("queue_position", "desc")
-        .executeTakeFirstOrThrow();
+      const task = await reconfigureTask(trx, disk.virtual_machine_id);
       return { disk: { ...disk, state }, task };
     }),
   );
@@ -285,14 +278,7 @@ export function resizeDisk(
             "the disk's virtual machine takes no changes now (being built, failed or in the trash)",
           );
         await trx.updateTable("disks").set({ size_in_gb: sizeInGb }).where("id", "=", disk.id).execute();
-        await queueReconfigure(trx, disk.virtual_machine_id);
-        return trx
-          .selectFrom("tasks")
-          .selectAll()
-          .where("object_id", "=", disk.virtual_machine_id)
-          .where("action", "=", "reconfigure")
-          .orderBy("queue_position", "desc")
-          .executeTakeFirstOrThrow();
+        return reconfigureTask(trx, disk.virtual_machine_id);
       }
       await trx.updateTable("disks").set({ size_in_gb: sizeInGb }).where("id", "=", disk.id).execute();
       return enqueue(trx, disk, "resize_disk");

@@ -129,7 +129,17 @@ export async function enqueue(
     ...(parentId === null ? {} : { parent_id: parentId }),
   };
   await insertRow(trx, "tasks", task);
-  return { ...task, progress: 0, error: null, started_at: null, finished_at: null };
+  const queued: Row<"tasks"> = {
+    ...task,
+    parent_id: parentId,
+    lease_owner: null,
+    lease_expires_at: null,
+    progress: 0,
+    error: null,
+    started_at: null,
+    finished_at: null,
+  };
+  return queued;
 }
 
 export type QueuedTask = Awaited<ReturnType<typeof enqueue>>;

@@ -7,7 +7,7 @@ import {
   type Database,
   type Row,
 } from "../store/index.js";
-import { queueReconfigure } from "./address-changes.js";
+import { queueReconfigure, reconfigureTask } from "./address-changes.js";
 import { isUniqueViolation } from "./addresses.js";
 import { now } from "./leases.js";
 import { shortOfRoom } from "./placement.js";
@@ -181,14 +181,7 @@ export function changeResources(
           .where("path", "is", null)
           .where("size_in_gb", "<", change.storageInGb)
           .execute();
-      await queueReconfigure(trx, vm.id);
-      return trx
-        .selectFrom("tasks")
-        .selectAll()
-        .where("object_id", "=", vm.id)
-        .where("action", "=", "reconfigure")
-        .orderBy("queue_position", "desc")
-        .executeTakeFirstOrThrow();
+      return reconfigureTask(trx, vm.id);
     }),
   );
 }

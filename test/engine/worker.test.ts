@@ -426,14 +426,18 @@ describe.each(DIALECTS)("the worker on %s", (dialect) => {
     });
     expect(patched.statusCode, patched.body).toBe(200);
     expect((await finished(accepted.virtual_machine_build.id)).state).toBe("complete");
-    await until(async () => (driver.vms.get(vm)!.definition.hostname === "renamed-late" ? true : undefined));
-    const task = await db
-      .selectFrom("tasks")
-      .selectAll()
-      .where("object_id", "=", vm)
-      .where("action", "=", "reconfigure")
-      .executeTakeFirstOrThrow();
+    // The reconfiguration ran after the build (its host got the new hostname) and completed.
+    const task = await until(async () => {
+      const row = await db
+        .selectFrom("tasks")
+        .selectAll()
+        .where("object_id", "=", vm)
+        .where("action", "=", "reconfigure")
+        .executeTakeFirstOrThrow();
+      return row.status === "completed" || row.status === "failed" ? row : undefined;
+    });
     expect(task.status).toBe("completed");
+    expect(driver.vms.get(vm)!.definition.hostname).toBe("renamed-late");
   });
 
   it("refuses power actions while the VM is still being built", async () => {
