@@ -43,7 +43,7 @@ async function lockAddress(trx: Transaction<Database>, ipId: string) {
 export async function queueReconfigure(
   trx: Transaction<Database>,
   vmId: string,
-): Promise<Row<"tasks"> | QueuedTask | undefined> {
+): Promise<QueuedTask | undefined> {
   const vm = await lockedForUpdate(
     trx,
     trx.selectFrom("virtual_machines").selectAll().where("id", "=", vmId),

@@ -253,11 +253,7 @@ export async function renameDisk(db: Kysely<Database>, diskId: string, name: str
  * `reconfigure` task (a running guest sees the new size at once); one no machine has,
  * through a `Resize disk` task of its own. Answers the task.
  */
-export function resizeDisk(
-  db: Kysely<Database>,
-  diskId: string,
-  sizeInGb: number,
-): Promise<Row<"tasks"> | QueuedTask> {
+export function resizeDisk(db: Kysely<Database>, diskId: string, sizeInGb: number): Promise<QueuedTask> {
   return retryingConflicts(() =>
     db.transaction().execute(async (trx) => {
       const disk = await lockDisk(trx, diskId);

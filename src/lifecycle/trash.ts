@@ -80,10 +80,7 @@ async function queuePurge(trx: Transaction<Database>, trash: Row<"trash_objects"
 }
 
 /** Purges one trash object; `undefined` when it is no longer in the trash. */
-export function purgeTrashObject(
-  db: Kysely<Database>,
-  trashId: string,
-): Promise<Row<"tasks"> | QueuedTask | undefined> {
+export function purgeTrashObject(db: Kysely<Database>, trashId: string): Promise<QueuedTask | undefined> {
   return retryingConflicts(() =>
     db.transaction().execute(async (trx) => {
       const trash = await trashObject(trx, trashId);

@@ -20,6 +20,7 @@ import {
   type ArgumentBag,
 } from "../arguments.js";
 import { findVirtualMachine } from "../lookups.js";
+import { inKatapultWords } from "../refusals.js";
 import type { Operation, OperationContext } from "../operation.js";
 import * as present from "../presenters.js";
 import { checkOwnership, resolveOrganization } from "../resolve.js";
@@ -62,14 +63,6 @@ function diskError(error: unknown): unknown {
     case "assigned":
     case "invalid":
       return new ApiError("validation_error", { errors: [error.message] });
-  }
-}
-
-async function refusalsInKatapultWords<T>(change: () => Promise<T>): Promise<T> {
-  try {
-    return await change();
-  } catch (error) {
-    throw diskError(error);
   }
 }
 
@@ -171,7 +164,7 @@ export const diskOperations: Operation[] = [
       const fileSystem = enumArgument(properties, "initial_file_system", ["ext4", "xfs"] as const) ?? null;
       const ioProfileId = await ioProfileOf(context, properties);
       const annotations = keyValueArray(context.args, "annotations");
-      const { disk, task } = await refusalsInKatapultWords(() =>
+      const { disk, task } = await inKatapultWords(diskError, () =>
         createDisk(db, {
           organizationId: org.id,
           dataCenterId: dc.id,
@@ -234,7 +227,7 @@ export const diskOperations: Operation[] = [
     bucket: "write",
     async handle(context) {
       const disk = await findDisk(context);
-      const { trash } = await refusalsInKatapultWords(() =>
+      const { trash } = await inKatapultWords(diskError, () =>
         deleteDisk(context.services.db, disk.id, context.services.now() + context.services.trashKeepSeconds),
       );
       return {
@@ -253,7 +246,7 @@ export const diskOperations: Operation[] = [
       const disk = await findDisk(context);
       const vm = await findVirtualMachine(context);
       if (vm.organization_id !== disk.organization_id) throw new ApiError("virtual_machine_not_found");
-      await refusalsInKatapultWords(() => assignDisk(context.services.db, disk.id, vm));
+      await inKatapultWords(diskError, () => assignDisk(context.services.db, disk.id, vm));
       return { body: { disk: await freshView(context, disk.id) } };
     },
   },
@@ -266,7 +259,7 @@ export const diskOperations: Operation[] = [
     bucket: "write",
     async handle(context) {
       const disk = await findDisk(context);
-      await refusalsInKatapultWords(() => unassignDisk(context.services.db, disk.id));
+      await inKatapultWords(diskError, () => unassignDisk(context.services.db, disk.id));
       return { body: { disk: await freshView(context, disk.id) } };
     },
   },
@@ -283,7 +276,7 @@ export const diskOperations: Operation[] = [
       if (sizeInGb === undefined) throw missingArgument(["size_in_gb"]);
       if (sizeInGb > 16_384)
         throw new ApiError("validation_error", { errors: ["Size in GB must be at most 16384"] });
-      const task = await refusalsInKatapultWords(() => resizeDisk(context.services.db, disk.id, sizeInGb));
+      const task = await inKatapultWords(diskError, () => resizeDisk(context.services.db, disk.id, sizeInGb));
       context.services.notifyWork?.();
       return { body: { disk: await freshView(context, disk.id), task: present.task(task) } };
     },
@@ -297,7 +290,7 @@ export const diskOperations: Operation[] = [
     bucket: "write",
     async handle(context) {
       const disk = await findDisk(context);
-      const { task } = await refusalsInKatapultWords(() =>
+      const { task } = await inKatapultWords(diskError, () =>
         setDiskAttached(context.services.db, disk.id, change === "attach"),
       );
       context.services.notifyWork?.();

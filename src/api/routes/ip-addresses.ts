@@ -10,6 +10,7 @@ import {
 import { ApiError } from "../../errors.js";
 import { booleanArgument, enumArgument, pagination, requireLookup, stringArgument } from "../arguments.js";
 import { findIpAddress, findVirtualMachine } from "../lookups.js";
+import { inKatapultWords } from "../refusals.js";
 import type { Operation, OperationContext } from "../operation.js";
 import { pageOf } from "../paging.js";
 import * as present from "../presenters.js";
@@ -33,14 +34,6 @@ export function addressError(error: unknown): unknown {
     case "no_interface":
     case "interface_detached":
       return new ApiError("no_interface_available", { details: error.message });
-  }
-}
-
-async function refusalsInKatapultWords<T>(change: () => Promise<T>): Promise<T> {
-  try {
-    return await change();
-  } catch (error) {
-    throw addressError(error);
   }
 }
 
@@ -179,7 +172,7 @@ export const ipAddressOperations: Operation[] = [
     bucket: "write",
     async handle(context) {
       const ip = await findIpAddress(context);
-      await refusalsInKatapultWords(() => releaseAddress(context.services.db, ip.id));
+      await inKatapultWords(addressError, () => releaseAddress(context.services.db, ip.id));
       context.services.notifyWork?.();
       return { body: {} };
     },
@@ -193,7 +186,7 @@ export const ipAddressOperations: Operation[] = [
     bucket: "write",
     async handle(context) {
       const ip = await findIpAddress(context);
-      await refusalsInKatapultWords(() => unallocateAddress(context.services.db, ip.id));
+      await inKatapultWords(addressError, () => unallocateAddress(context.services.db, ip.id));
       context.services.notifyWork?.();
       return { body: {} };
     },
@@ -210,7 +203,7 @@ export const ipAddressOperations: Operation[] = [
       const vm = await findVirtualMachine(context);
       const ip = await findIpAddress(context);
       if (ip.organization_id !== vm.organization_id) throw new ApiError("ip_address_not_found");
-      await refusalsInKatapultWords(() => allocateToVirtualMachine(db, ip.id, vm.id));
+      await inKatapultWords(addressError, () => allocateToVirtualMachine(db, ip.id, vm.id));
       context.services.notifyWork?.();
       return { body: { ip_address: await ipAddressView(db, ip.id, baseDomain) } };
     },

@@ -3,6 +3,7 @@ import { ApiError } from "../../errors.js";
 import type { Row } from "../../store/index.js";
 import { enumArgument, pagination, paginationObject, requireLookup } from "../arguments.js";
 import { findIpAddress, findNetworkInterface, findVirtualMachine } from "../lookups.js";
+import { inKatapultWords } from "../refusals.js";
 import type { Operation, OperationContext } from "../operation.js";
 import { ipAddressView, networkInterfaceListItem, networkInterfaceView } from "../views.js";
 import { addressError } from "./ip-addresses.js";
@@ -151,11 +152,7 @@ export const networkInterfaceOperations: Operation[] = [
       const { nic, vm } = await findNetworkInterface(context);
       const ip = await findIpAddress(context);
       if (ip.organization_id !== vm.organization_id) throw new ApiError("ip_address_not_found");
-      try {
-        await allocateToInterface(context.services.db, ip.id, nic);
-      } catch (error) {
-        throw addressError(error);
-      }
+      await inKatapultWords(addressError, () => allocateToInterface(context.services.db, ip.id, nic));
       context.services.notifyWork?.();
       return { body: await interfaceAnswer(context, nic, vm) };
     },
