@@ -129,6 +129,10 @@ export const ERRORS = {
     status: 404,
     description: "No virtual machine group was found matching any of the criteria provided in the arguments",
   },
+  disk_backup_policy_not_found: {
+    status: 404,
+    description: "No disk backup policy was found matching any of the criteria provided in the arguments",
+  },
   disk_io_profile_not_found: {
     status: 404,
     description: "No disk IO profile was found matching any of the criteria provided in the arguments",

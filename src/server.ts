@@ -7,7 +7,7 @@ import { Authenticator } from "./auth/authenticate.js";
 import { OAuthVerifier, type OAuthConfig } from "./auth/oauth.js";
 import { SnapshotLoader } from "./catalog/snapshot.js";
 import { HostAgent } from "./engine/agent.js";
-import { purgeExpiredTrash } from "./lifecycle/index.js";
+import { deleteDueBackupPolicies, purgeExpiredTrash } from "./lifecycle/index.js";
 import type { HostDriver, StepTimeouts } from "./hosts/driver.js";
 import { RateLimiter, type RateLimits, DEFAULT_RATE_LIMITS } from "./auth/rate-limit.js";
 import {
@@ -112,6 +112,7 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
       const now = Math.floor(Date.now() / 1000);
       void (async () => {
         await purgeExpired(store.db, now);
+        await deleteDueBackupPolicies(store.db, now);
         if ((await purgeExpiredTrash(store.db, now)) > 0) agent?.poke();
       })().catch((error: Error) =>
         api.app.log.warn({ err: error }, "housekeeping failed; trying again later"),

@@ -1,4 +1,5 @@
 import type { Operation } from "./operation.js";
+import { backupPolicyOperations } from "./routes/backup-policies.js";
 import { buildEventsOperation, buildOperations } from "./routes/builds.js";
 import { catalogOperations } from "./routes/catalog.js";
 import { diskOperations } from "./routes/disks.js";
@@ -18,6 +19,7 @@ export const OPERATIONS: readonly Operation[] = [
   ...networkInterfaceOperations,
   ...trashOperations,
   ...diskOperations,
+  ...backupPolicyOperations,
   ...groupAndTagOperations,
   ...buildOperations,
   buildEventsOperation,

@@ -64,6 +64,22 @@ export async function loadVmDefinition(
     .orderBy("ip_addresses.ip_version")
     .orderBy("ip_addresses.address_key")
     .execute();
+  const speedIds = [
+    ...new Set(nics.map((n) => n.speed_profile_id).filter((id): id is string => id !== null)),
+  ];
+  const speeds = new Map(
+    (speedIds.length > 0
+      ? await db.selectFrom("network_speed_profiles").selectAll().where("id", "in", speedIds).execute()
+      : []
+    ).map((p) => [p.id, { downloadMbit: p.download_speed_in_mbit, uploadMbit: p.upload_speed_in_mbit }]),
+  );
+  const ioIds = [...new Set(disks.map((d) => d.io_profile_id).filter((id): id is string => id !== null))];
+  const ioLimits = new Map(
+    (ioIds.length > 0
+      ? await db.selectFrom("disk_io_profiles").selectAll().where("id", "in", ioIds).execute()
+      : []
+    ).map((p) => [p.id, { megabytesPerSecond: p.speed_in_mb, iops: p.iops }]),
+  );
   const networkIds = [...new Set(nics.map((n) => n.network_id).filter((id): id is string => id !== null))];
   const networks =
     networkIds.length > 0
@@ -86,6 +102,9 @@ export async function loadVmDefinition(
       .filter((s) => s.network_id === nic.network_id && s.gateway)
       .map((s) => `${s.gateway}/${parseCidr(s.cidr)?.prefix ?? (s.ip_version === 4 ? 24 : 64)}`),
     addresses: [],
+    ...(nic.speed_profile_id && speeds.has(nic.speed_profile_id)
+      ? { speed: speeds.get(nic.speed_profile_id)! }
+      : {}),
   }));
   for (const address of addresses) {
     if (address.network_interface_id && !indexOf.has(address.network_interface_id)) continue; // detached
@@ -122,6 +141,7 @@ export async function loadVmDefinition(
       sizeInGb: d.size_in_gb,
       system: d.position === 1 && d.shared === 0 && d.path === null,
       ...(d.path ? { existingPath: d.path } : {}),
+      ...(d.io_profile_id && ioLimits.has(d.io_profile_id) ? { limits: ioLimits.get(d.io_profile_id)! } : {}),
     })),
     interfaces,
     dnsServers,

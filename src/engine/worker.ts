@@ -12,6 +12,7 @@ import {
   failBuild,
   finishDiskTask,
   finishTask,
+  reconfiguredTaskName,
   heartbeat,
   LeaseHolder,
   LeaseLost,
@@ -304,6 +305,11 @@ export class Worker {
         );
         this.log(`task ${task.taskId}: grow disk ${diskId} to ${disk.size_in_gb} GB`);
         await driver.growDisk(diskId, disk.size_in_gb);
+      } else if (task.action === "disk_io_profile") {
+        // The limits are the QEMU process's, set from the definition when a machine opens the disk.
+        this.log(
+          `task ${task.taskId}: disk ${diskId} is in no machine: its IO profile applies when one opens it`,
+        );
       } else if (task.action === "purge") {
         this.log(`task ${task.taskId}: purge disk ${diskId}`);
         await driver.destroyDisk(diskId);
@@ -323,7 +329,7 @@ export class Worker {
 
   private async executeTask(task: ClaimedTask, lost: () => boolean): Promise<void> {
     if (task.objectType === "Disk") return this.executeDiskTask(task, lost);
-    if (task.action === "build_disk" || task.action === "resize_disk")
+    if (task.action === "build_disk" || task.action === "resize_disk" || task.action === "disk_io_profile")
       throw new Error(`task ${task.taskId}: a VM has no ${task.action} action`);
     const { driver } = this.options;
     const { vmId } = task;
@@ -342,6 +348,7 @@ export class Worker {
       this.log(`task ${task.taskId}: ${action} ${vmId}`);
       await this.write(() => actionStep(this.db, task, decision.during));
       stillMine();
+      let name: string | undefined;
       switch (action) {
         case "start": {
           const since = await driver.consoleSize(vmId);
@@ -371,13 +378,15 @@ export class Worker {
         case "purge":
           await driver.destroy(vmId);
           break;
-        case "reconfigure":
-          await driver.reconfigure(
+        case "reconfigure": {
+          const outcome = await driver.reconfigure(
             await this.write(() => loadVmDefinition(this.db, vmId, this.options.templatesDir)),
           );
+          name = reconfiguredTaskName(outcome);
           break;
+        }
       }
-      await this.write(() => finishTask(this.db, task, decision.after));
+      await this.write(() => finishTask(this.db, task, decision.after, undefined, name));
     } catch (error) {
       if (error instanceof LeaseLost) return this.abandon(task.lease, vmId);
       // Stopping while the database is away: the lease runs out and the action runs again.

@@ -1,4 +1,4 @@
-import type { HostDriver, PowerState, VmDefinition } from "./driver.js";
+import type { HostDriver, PowerState, Reconfigured, VmDefinition } from "./driver.js";
 
 /** One call that acted on a VM, with when it began and ended (performance.now()). */
 export interface DriverCall {
@@ -81,7 +81,7 @@ export class LoggedDriver implements HostDriver {
   reset(vmId: string): Promise<void> {
     return this.act("reset", vmId, () => this.inner.reset(vmId));
   }
-  reconfigure(vm: VmDefinition): Promise<void> {
+  reconfigure(vm: VmDefinition): Promise<Reconfigured> {
     return this.act("reconfigure", vm.id, () => this.inner.reconfigure(vm));
   }
   destroy(vmId: string): Promise<void> {

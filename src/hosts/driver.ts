@@ -20,6 +20,21 @@ export interface GuestInterface {
   /** Addresses the segment's gateway holds on the host side, `address/prefix`. */
   gatewayCidrs: string[];
   addresses: GuestAddress[];
+  /** The interface's speed profile, in Mbit/s (null: unlimited); absent in older definitions. */
+  speed?: InterfaceSpeed;
+}
+
+export interface InterfaceSpeed {
+  /** Traffic to the guest. */
+  downloadMbit: number | null;
+  /** Traffic from the guest. */
+  uploadMbit: number | null;
+}
+
+/** A disk's IO profile; null fields are unlimited. */
+export interface DiskLimits {
+  megabytesPerSecond: number | null;
+  iops: number | null;
 }
 
 export interface GuestDisk {
@@ -29,6 +44,8 @@ export interface GuestDisk {
   system: boolean;
   /** An existing disk image to attach (shared disks), instead of creating one. */
   existingPath?: string;
+  /** The disk's IO profile (absent in older definitions: unlimited). */
+  limits?: DiskLimits;
 }
 
 export interface VmTemplate {
@@ -51,6 +68,12 @@ export interface VmDefinition {
   dnsServers: string[];
   authorizedKeys: string[];
   options: { key: string; value: string }[];
+}
+
+/** How a running guest took a reconfiguration's addresses. */
+export interface Reconfigured {
+  /** `live`: the guest applied them now; `next_start`: it will when it next starts (or it is stopped). */
+  addresses: "live" | "next_start";
 }
 
 export type PowerState = "running" | "stopped" | "missing";
@@ -79,12 +102,13 @@ export interface HostDriver {
   /** Hard reset. */
   reset(vmId: string): Promise<void>;
   /**
-   * Applies a changed definition to a VM that exists: its interfaces and addresses on the
-   * host side at once; disks that grew, at once (a running guest sees the new size);
-   * memory, CPUs, addresses and disks added or removed, from the guest's next start.
-   * Idempotent.
+   * Applies a changed definition to a VM that exists: its interfaces, speed limits and
+   * disk IO limits on the host side at once; disks that grew, at once (a running guest
+   * sees the new size); addresses, in a running guest at once where its template has
+   * Trebuchet's agent, else from its next start; memory, CPUs, and interfaces and disks
+   * added or removed, from the guest's next start. Idempotent.
    */
-  reconfigure(vm: VmDefinition): Promise<void>;
+  reconfigure(vm: VmDefinition): Promise<Reconfigured>;
   /**
    * Creates a blank disk that belongs to no VM yet (a standalone disk); returns the path
    * a VM's definition names it by (`existingPath`). Idempotent.

@@ -97,7 +97,7 @@ const interfaceWithMac = transactionQuery(
 );
 
 /** A MAC no interface has yet: collisions are rare (40 bits) but must not fail a build. */
-async function freshMacAddress(trx: Transaction<Database>): Promise<string> {
+export async function freshMacAddress(trx: Transaction<Database>): Promise<string> {
   for (;;) {
     const mac = macAddress();
     if ((await interfaceWithMac(trx, mac)).length === 0) return mac;

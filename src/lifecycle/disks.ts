@@ -243,6 +243,41 @@ export function setDiskAttached(
   );
 }
 
+/**
+ * Puts a disk under another IO profile. One in its VM's machine changes through the VM's
+ * `reconfigure` task (QMP `block_set_io_throttle` on a running machine, the drive's
+ * options from its next start); one no machine has, through a task of its own that
+ * only records it. Answers the task.
+ */
+export function changeIoProfile(
+  db: Kysely<Database>,
+  diskId: string,
+  ioProfileId: string,
+): Promise<{ disk: Row<"disks">; task: QueuedTask }> {
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => {
+      const disk = await lockDisk(trx, diskId);
+      if (disk.state === "failed") throw new DiskRefused("invalid", "the disk failed to build");
+      const changed = { ...disk, io_profile_id: ioProfileId };
+      if (disk.virtual_machine_id !== null && inDefinition(disk)) {
+        if (!(await vmTakingChanges(trx, disk.virtual_machine_id)))
+          throw new DiskRefused(
+            "vm_not_ready",
+            "the disk's virtual machine takes no changes now (being built, failed or in the trash)",
+          );
+        await trx
+          .updateTable("disks")
+          .set({ io_profile_id: ioProfileId })
+          .where("id", "=", disk.id)
+          .execute();
+        return { disk: changed, task: await reconfigureTask(trx, disk.virtual_machine_id) };
+      }
+      await trx.updateTable("disks").set({ io_profile_id: ioProfileId }).where("id", "=", disk.id).execute();
+      return { disk: changed, task: await enqueue(trx, disk, "disk_io_profile") };
+    }),
+  );
+}
+
 /** Changes what a disk is called. */
 export async function renameDisk(db: Kysely<Database>, diskId: string, name: string): Promise<void> {
   await db.updateTable("disks").set({ name }).where("id", "=", diskId).execute();

@@ -6,10 +6,12 @@
 export * from "./accept.js";
 export * from "./address-changes.js";
 export { AddressesExhausted, allocateToOrganization, isUniqueViolation } from "./addresses.js";
+export * from "./backup-policies.js";
 export * from "./builds.js";
 export * from "./disks.js";
 export * from "./groups-and-tags.js";
 export * from "./idempotency.js";
+export * from "./network-interfaces.js";
 export * from "./leases.js";
 export * from "./states.js";
 export * from "./stored-plan.js";

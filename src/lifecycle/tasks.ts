@@ -30,7 +30,16 @@ export const TASK_NAMES: Record<TaskAction, string> = {
   reconfigure: "Apply configuration to virtual machine",
   build_disk: "Build disk",
   resize_disk: "Resize disk",
+  disk_io_profile: "Change disk IO profile",
 };
+
+/**
+ * A finished reconfiguration's name says when the guest took its addresses: at once
+ * (its template runs Trebuchet's agent) or from its next start.
+ */
+export function reconfiguredTaskName(outcome: { addresses: "live" | "next_start" }): string {
+  return `${TASK_NAMES.reconfigure} (${outcome.addresses === "live" ? "addresses applied live" : "addresses apply at next start"})`;
+}
 
 /** The VM cannot take actions now: deleted meanwhile, or still being built, or failed. */
 export class ActionRefused extends Error {
@@ -312,6 +321,8 @@ export function finishTask(
   task: ClaimedTask,
   state: VirtualMachineState,
   failure?: string,
+  /** A name that says how the task was done (a reconfiguration: live or at the next start). */
+  name?: string,
 ): Promise<void> {
   return withLease(db, task.lease, async (trx) => {
     if (task.action === "purge" && failure === undefined) await purged(trx, task.vmId);
@@ -322,6 +333,7 @@ export function finishTask(
       .set({
         status,
         ...(failure === undefined ? { progress: 100 } : { error: failure }),
+        ...(name !== undefined ? { name } : {}),
         finished_at: now(),
         lease_owner: null,
         lease_expires_at: null,

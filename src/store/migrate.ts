@@ -4,6 +4,7 @@ import * as workQueue from "./migrations/0002-work-queue.js";
 import * as lifecycle from "./migrations/0003-lifecycle.js";
 import * as columnDefaults from "./migrations/0004-column-defaults.js";
 import * as vmResources from "./migrations/0005-vm-resources.js";
+import * as backupPolicySchedules from "./migrations/0006-backup-policy-schedules.js";
 
 /** Every migration, in order. Names are permanent once released. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -12,6 +13,7 @@ const MIGRATIONS: Record<string, Migration> = {
   "0003-lifecycle": lifecycle,
   "0004-column-defaults": columnDefaults,
   "0005-vm-resources": vmResources,
+  "0006-backup-policy-schedules": backupPolicySchedules,
 };
 
 export interface MigrationReport {

@@ -299,6 +299,10 @@ export interface DiskBackupPoliciesTable {
   schedule_interval: string | null;
   schedule_frequency: number | null;
   schedule_time: number | null;
+  /** The minute of the hour a run starts (null: on the hour). */
+  schedule_minute: number | null;
+  /** When the policy is due to go (null: kept). */
+  delete_at: Timestamp | null;
   created_at: Timestamp;
 }
 
@@ -370,7 +374,8 @@ export interface BuildsTable {
  * What a VM's queued task does: power actions; `delete` (to the trash: powered off,
  * everything kept); `purge` (out of the trash: destroyed on its host, what it held given
  * back); `reconfigure` (its host applies a changed definition: addresses, interfaces,
- * disks). A standalone disk's tasks: `build_disk`, `resize_disk`, and `purge` out of
+ * disks). A standalone disk's tasks: `build_disk`, `resize_disk`, `disk_io_profile`
+ * (a disk no machine has open takes its limits when one opens it), and `purge` out of
  * the trash.
  */
 export const TASK_ACTIONS = [
@@ -383,6 +388,7 @@ export const TASK_ACTIONS = [
   "reconfigure",
   "build_disk",
   "resize_disk",
+  "disk_io_profile",
 ] as const;
 export type TaskAction = (typeof TASK_ACTIONS)[number];
 

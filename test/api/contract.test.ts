@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OPERATIONS } from "../../src/api/operations.js";
 import { createApiToken } from "../../src/catalog/accounts.js";
 import { ERRORS } from "../../src/errors.js";
+import { deleteDueBackupPolicies } from "../../src/lifecycle/index.js";
 import { newId } from "../../src/store/index.js";
 import { startTestApi, withTenants, type TestApi } from "../support/api.js";
 import { schemaErrorDescriptions, schemaErrors, schemaScopes } from "../support/openapi.js";
@@ -1162,6 +1163,376 @@ describe.each(DIALECTS)("contract on %s", (dialect) => {
       body: { disk: { id: system.id }, size_in_gb: 1 },
     });
     expect(shrink.json().error.code).toBe("validation_error");
+  });
+
+  it("network interfaces: add, attach, change speed, detach, delete; refusals in Katapult's words", async () => {
+    const db = api.server.store.db;
+    const vm = await builtVirtualMachine("nics-01");
+    const added = await ok("POST", "/virtual_machines/virtual_machine/network_interfaces", {
+      virtual_machine: { id: vm },
+      virtual_network: { id: ids.vnet },
+      speed_profile: { permalink: "10mbps" },
+    });
+    const nic = added.virtual_machine_network_interface;
+    expect(nic).toMatchObject({
+      state: "detached",
+      virtual_network: { id: ids.vnet },
+      network: null,
+      speed_profile: { permalink: "10mbps" },
+      mac_address: expect.stringMatching(/^52(:[0-9a-f]{2}){5}$/),
+    });
+    const listed = await ok(
+      "GET",
+      "/virtual_machines/virtual_machine/network_interfaces",
+      {},
+      `?virtual_machine[id]=${vm}`,
+    );
+    expect(listed.virtual_machine_network_interfaces.map((n: { id: string }) => n.id)).toContain(nic.id);
+
+    const refused = async (
+      method: string,
+      path: string,
+      body: Record<string, unknown>,
+      code: string,
+      status: number,
+    ) => {
+      const response = await api.call(method, `/core/v1${path}`, { token, body });
+      expect(response.json().error?.code, response.body).toBe(code);
+      expect(response.statusCode).toBe(status);
+    };
+    const nicPath = "/virtual_machine_network_interfaces/virtual_machine_network_interface";
+    const lookup = { virtual_machine_network_interface: { id: nic.id } };
+    await refused(
+      "POST",
+      "/virtual_machines/virtual_machine/network_interfaces",
+      { virtual_machine: { id: vm }, speed_profile: { permalink: "10mbps" } },
+      "validation_error",
+      422,
+    );
+    await refused(
+      "POST",
+      "/virtual_machines/virtual_machine/network_interfaces",
+      { virtual_machine: { id: vm }, network: { id: ids.network }, speed_profile: { permalink: "nope" } },
+      "network_speed_profile_not_found",
+      404,
+    );
+    await refused(
+      "POST",
+      "/virtual_machines/virtual_machine/network_interfaces",
+      { virtual_machine: { id: vm }, network: { permalink: "nope" }, speed_profile: { permalink: "10mbps" } },
+      "network_not_found",
+      404,
+    );
+    await refused(
+      "POST",
+      `${nicPath}/detach`,
+      lookup,
+      "virtual_machine_network_interface_already_detached",
+      422,
+    );
+
+    const attached = await ok("POST", `${nicPath}/attach`, lookup);
+    expect(attached.virtual_machine_network_interface.state).toBe("attached");
+    expect(attached.task).toMatchObject({
+      name: "Apply configuration to virtual machine",
+      status: "pending",
+    });
+    await refused(
+      "POST",
+      `${nicPath}/attach`,
+      lookup,
+      "virtual_machine_network_interface_already_attached",
+      422,
+    );
+    await refused("DELETE", nicPath, lookup, "deletion_restricted", 409);
+
+    const sped = await ok("PATCH", `${nicPath}/update_speed_profile`, {
+      ...lookup,
+      speed_profile: { permalink: "1mbps" },
+    });
+    // Joins the reconfiguration the attachment queued.
+    expect(sped.task.id).toBe(attached.task.id);
+    await refused(
+      "PATCH",
+      `${nicPath}/update_speed_profile`,
+      { ...lookup, speed_profile: { permalink: "1mbps" } },
+      "speed_profile_already_assigned",
+      422,
+    );
+    const row = await db
+      .selectFrom("network_interfaces")
+      .selectAll()
+      .where("id", "=", nic.id)
+      .executeTakeFirstOrThrow();
+    const profile = await db
+      .selectFrom("network_speed_profiles")
+      .selectAll()
+      .where("id", "=", row.speed_profile_id!)
+      .executeTakeFirstOrThrow();
+    expect(profile.permalink).toBe("1mbps");
+
+    // Another tenant reaches none of it.
+    for (const [method, path] of [
+      ["POST", `${nicPath}/detach`],
+      ["PATCH", `${nicPath}/update_speed_profile`],
+      ["DELETE", nicPath],
+    ] as const) {
+      const response = await api.call(method, `/core/v1${path}`, {
+        token: otherToken,
+        body: { ...lookup, speed_profile: { permalink: "10mbps" } },
+      });
+      expect(response.json().error.code).toBe("virtual_machine_network_interface_not_found");
+    }
+    const foreignAdd = await api.call(
+      "POST",
+      "/core/v1/virtual_machines/virtual_machine/network_interfaces",
+      {
+        token: otherToken,
+        body: {
+          virtual_machine: { id: vm },
+          network: { id: ids.network },
+          speed_profile: { permalink: "10mbps" },
+        },
+      },
+    );
+    expect(foreignAdd.json().error.code).toBe("virtual_machine_not_found");
+
+    const detached = await ok("POST", `${nicPath}/detach`, lookup);
+    expect(detached.virtual_machine_network_interface.state).toBe("detached");
+    // An address on the interface stays the organization's when the interface goes.
+    const ip = await newAddress();
+    await db
+      .updateTable("ip_addresses")
+      .set({ allocation_type: "VirtualMachine", allocation_id: vm, network_interface_id: nic.id })
+      .where("id", "=", ip)
+      .execute();
+    const deleted = await ok("DELETE", nicPath, lookup);
+    expect(deleted.virtual_machine_network_interface.id).toBe(nic.id);
+    const gone = await api.call("GET", `/core/v1${nicPath}?virtual_machine_network_interface[id]=${nic.id}`, {
+      token,
+    });
+    expect(gone.json().error.code).toBe("virtual_machine_network_interface_not_found");
+    const kept = await db
+      .selectFrom("ip_addresses")
+      .selectAll()
+      .where("id", "=", ip)
+      .executeTakeFirstOrThrow();
+    expect(kept).toMatchObject({
+      organization_id: ids.acme,
+      allocation_id: null,
+      network_interface_id: null,
+    });
+
+    // A VM still being built takes no attachment.
+    const building = await api.call("POST", "/core/v1/organizations/_/virtual_machines/build_from_spec", {
+      token,
+      body: { organization: { sub_domain: "acme" }, xml: WEB_XML.replace("web-01", "nics-02") },
+    });
+    const buildingVm = (
+      await db
+        .selectFrom("builds")
+        .select("virtual_machine_id")
+        .where("id", "=", building.json().virtual_machine_build.id)
+        .executeTakeFirstOrThrow()
+    ).virtual_machine_id!;
+    const spare = await ok("POST", "/virtual_machines/virtual_machine/network_interfaces", {
+      virtual_machine: { id: buildingVm },
+      network: { id: ids.network },
+      speed_profile: { permalink: "1gbps" },
+    });
+    await refused(
+      "POST",
+      `${nicPath}/attach`,
+      { virtual_machine_network_interface: { id: spare.virtual_machine_network_interface.id } },
+      "task_queueing_error",
+      406,
+    );
+  });
+
+  it("changes a disk's IO profile: through its VM's reconfiguration, or a task of its own", async () => {
+    const db = api.server.store.db;
+    const vm = await builtVirtualMachine("io-01");
+    const system = await db
+      .selectFrom("disks")
+      .selectAll()
+      .where("virtual_machine_id", "=", vm)
+      .where("position", "=", 1)
+      .executeTakeFirstOrThrow();
+    const changed = await ok("PUT", "/disks/disk/io_profile", {
+      disk: { id: system.id },
+      io_profile: { permalink: "throttled" },
+    });
+    expect(changed.disk.io_profile).toMatchObject({ permalink: "throttled", speed_in_mb: 10, iops: 200 });
+    expect(changed.task).toMatchObject({ name: "Apply configuration to virtual machine", status: "pending" });
+    const created = await api.call("POST", "/core/v1/organizations/organization/disks", {
+      token,
+      body: {
+        organization: { sub_domain: "acme" },
+        properties: { name: "spare", size_in_gb: 1, data_center: { permalink: "lab-1" } },
+      },
+    });
+    const spare = created.json().disk.id as string;
+    const own = await ok("PUT", "/disks/disk/io_profile", {
+      disk: { id: spare },
+      io_profile: { permalink: "throttled" },
+    });
+    expect(own.task).toMatchObject({ name: "Change disk IO profile", status: "pending" });
+    const task = await db
+      .selectFrom("tasks")
+      .selectAll()
+      .where("id", "=", own.task.id)
+      .executeTakeFirstOrThrow();
+    expect(task).toMatchObject({ object_id: spare, action: "disk_io_profile" });
+    const unknown = await api.call("PUT", "/core/v1/disks/disk/io_profile", {
+      token,
+      body: { disk: { id: spare }, io_profile: { permalink: "nope" } },
+    });
+    expect(unknown.json().error.code).toBe("disk_io_profile_not_found");
+    const missing = await api.call("PUT", "/core/v1/disks/disk/io_profile", {
+      token,
+      body: { disk: { id: spare } },
+    });
+    expect(missing.json().error.code).toBe("missing_required_argument");
+    const foreign = await api.call("PUT", "/core/v1/disks/disk/io_profile", {
+      token: otherToken,
+      body: { disk: { id: spare }, io_profile: { permalink: "standard" } },
+    });
+    expect(foreign.json().error.code).toBe("disk_not_found");
+  });
+
+  it("disk backup policies: create on a VM and a disk, list, read, update, schedule deletion, delete", async () => {
+    const db = api.server.store.db;
+    const vm = await builtVirtualMachine("backups-01");
+    const system = await db
+      .selectFrom("disks")
+      .selectAll()
+      .where("virtual_machine_id", "=", vm)
+      .where("position", "=", 1)
+      .executeTakeFirstOrThrow();
+    const before = Math.floor(Date.now() / 1000);
+    const onVm = await ok("POST", "/virtual_machines/virtual_machine/disk_backup_policies", {
+      virtual_machine: { id: vm },
+      properties: { retention: 7, schedule: { interval: "daily", time: 3, minute: 30 } },
+    });
+    expect(onVm.disk_backup_policy).toMatchObject({
+      retention: 7,
+      total_size: 0,
+      target: { target: { id: vm } },
+      schedule: { interval: "daily", frequency: 1, time: 3, minute: 30 },
+      auto_move_to_trash_at: null,
+    });
+    const next = onVm.disk_backup_policy.schedule.next_invocation_at as number;
+    expect(next).toBeGreaterThan(before);
+    expect(next - before).toBeLessThanOrEqual(24 * 3600);
+    expect(new Date(next * 1000).toISOString()).toMatch(/T03:30:00/);
+    const onDisk = await ok("POST", "/disks/disk/disk_backup_policies", {
+      disk: { id: system.id },
+      properties: { retention: 2, schedule: { interval: "hourly", minute: 5 } },
+    });
+    expect(onDisk.disk_backup_policy.target.target).toMatchObject({ id: system.id });
+
+    const vmOnly = await ok(
+      "GET",
+      "/virtual_machines/virtual_machine/disk_backup_policies",
+      {},
+      `?virtual_machine[id]=${vm}`,
+    );
+    expect(vmOnly.disk_backup_policies.map((p: { id: string }) => p.id)).toEqual([
+      onVm.disk_backup_policy.id,
+    ]);
+    const withDisks = await ok(
+      "GET",
+      "/virtual_machines/virtual_machine/disk_backup_policies",
+      {},
+      `?virtual_machine[id]=${vm}&include_disks=true`,
+    );
+    expect(withDisks.disk_backup_policies.map((p: { id: string }) => p.id).sort()).toEqual(
+      [onVm.disk_backup_policy.id, onDisk.disk_backup_policy.id].sort(),
+    );
+    const ofDisk = await ok("GET", "/disks/disk/disk_backup_policies", {}, `?disk[id]=${system.id}`);
+    expect(ofDisk.disk_backup_policies).toHaveLength(1);
+    const ofOrg = await ok(
+      "GET",
+      "/organizations/organization/disk_backup_policies",
+      {},
+      "?organization[sub_domain]=acme",
+    );
+    expect(ofOrg.disk_backup_policies.map((p: { id: string }) => p.id)).toEqual(
+      expect.arrayContaining([onVm.disk_backup_policy.id, onDisk.disk_backup_policy.id]),
+    );
+    const foreignList = await api.call(
+      "GET",
+      "/core/v1/organizations/_/disk_backup_policies?organization[sub_domain]=globex",
+      { token: otherToken },
+    );
+    expect(foreignList.json().disk_backup_policies.map((p: { id: string }) => p.id)).not.toContain(
+      onVm.disk_backup_policy.id,
+    );
+
+    const policy = { disk_backup_policy: { id: onVm.disk_backup_policy.id } };
+    const read = await ok(
+      "GET",
+      "/disk_backup_policies/disk_backup_policy",
+      {},
+      `?disk_backup_policy[id]=${onVm.disk_backup_policy.id}`,
+    );
+    expect(read.disk_backup_policy.id).toBe(onVm.disk_backup_policy.id);
+    const patched = await ok("PATCH", "/disk_backup_policies/disk_backup_policy", {
+      ...policy,
+      properties: { retention: 14, schedule: { interval: "weekly" } },
+    });
+    // The schedule's other parts stay as they were.
+    expect(patched.disk_backup_policy).toMatchObject({
+      retention: 14,
+      schedule: { interval: "weekly", time: 3, minute: 30 },
+    });
+    const bad = await api.call("PATCH", "/core/v1/disk_backup_policies/disk_backup_policy", {
+      token,
+      body: { ...policy, properties: { schedule: { interval: "yearly" } } },
+    });
+    expect(bad.json().error.code).toBe("invalid_argument");
+    const outOfRange = await api.call(
+      "POST",
+      "/core/v1/virtual_machines/virtual_machine/disk_backup_policies",
+      {
+        token,
+        body: { virtual_machine: { id: vm }, properties: { retention: 0, schedule: { interval: "daily" } } },
+      },
+    );
+    expect(outOfRange.json().error.code).toBe("validation_error");
+    const foreign = await api.call(
+      "GET",
+      `/core/v1/disk_backup_policies/_?disk_backup_policy[id]=${onVm.disk_backup_policy.id}`,
+      { token: otherToken },
+    );
+    expect(foreign.json().error.code).toBe("disk_backup_policy_not_found");
+
+    const due = before + 3600;
+    const scheduled = await ok("DELETE", "/disk_backup_policies/disk_backup_policy/schedule", {
+      ...policy,
+      timestamp: due,
+    });
+    expect(scheduled.disk_backup_policy.auto_move_to_trash_at).toBe(due);
+    // Housekeeping deletes it when its time comes, and not before.
+    expect(await deleteDueBackupPolicies(db, due - 1)).toBe(0);
+    expect(await deleteDueBackupPolicies(db, due)).toBe(1);
+    const after = await api.call(
+      "GET",
+      `/core/v1/disk_backup_policies/_?disk_backup_policy[id]=${onVm.disk_backup_policy.id}`,
+      { token },
+    );
+    expect(after.json().error.code).toBe("disk_backup_policy_not_found");
+    const deleted = await ok("DELETE", "/disk_backup_policies/disk_backup_policy", {
+      disk_backup_policy: { id: onDisk.disk_backup_policy.id },
+    });
+    expect(deleted.disk_backup_policy.id).toBe(onDisk.disk_backup_policy.id);
+    expect(
+      await db
+        .selectFrom("disk_backup_policies")
+        .select("id")
+        .where("id", "=", onDisk.disk_backup_policy.id)
+        .execute(),
+    ).toEqual([]);
   });
 
   it("validates the success body of every operation of the schema that Trebuchet serves", () => {

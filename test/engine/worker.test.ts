@@ -437,7 +437,77 @@ describe.each(DIALECTS)("the worker on %s", (dialect) => {
       return row.status === "completed" || row.status === "failed" ? row : undefined;
     });
     expect(task.status).toBe("completed");
+    // The running fake guest took its addresses at once; the task says so.
+    expect(task.name).toBe("Apply configuration to virtual machine (addresses applied live)");
     expect(driver.vms.get(vm)!.definition.hostname).toBe("renamed-late");
+  });
+
+  it("an interface added, attached and sped up, and a disk's IO profile, reach the host's definition", async () => {
+    await setup();
+    const driver = new FakeDriver("local");
+    const { worker: w } = worker("local", driver);
+    await w.start();
+    const db = api.server.store.db;
+    const vm = (await finished((await build("nic-flow")).virtual_machine_build.id)).virtual_machine_id!;
+    const network = await db
+      .selectFrom("networks")
+      .select("id")
+      .where("permalink", "=", "lab-1-public")
+      .executeTakeFirstOrThrow();
+    const added = await api.call("POST", "/core/v1/virtual_machines/_/network_interfaces", {
+      token,
+      body: {
+        virtual_machine: { id: vm },
+        network: { id: network.id },
+        speed_profile: { permalink: "10mbps" },
+      },
+    });
+    expect(added.statusCode, added.body).toBe(200);
+    const nic = added.json().virtual_machine_network_interface.id as string;
+    const completed = (taskId: string) =>
+      until(async () => {
+        const row = await db
+          .selectFrom("tasks")
+          .selectAll()
+          .where("id", "=", taskId)
+          .executeTakeFirstOrThrow();
+        return row.status === "completed" || row.status === "failed" ? row : undefined;
+      });
+    // Detached, it is not in the machine.
+    expect(driver.vms.get(vm)!.definition.interfaces.map((i) => i.id)).not.toContain(nic);
+    const attached = await api.call("POST", "/core/v1/virtual_machine_network_interfaces/_/attach", {
+      token,
+      body: { virtual_machine_network_interface: { id: nic } },
+    });
+    expect((await completed(attached.json().task.id)).status).toBe("completed");
+    const inMachine = () => driver.vms.get(vm)!.definition.interfaces.find((i) => i.id === nic);
+    expect(inMachine()?.speed).toEqual({ downloadMbit: 10, uploadMbit: 10 });
+    const sped = await api.call(
+      "PATCH",
+      "/core/v1/virtual_machine_network_interfaces/_/update_speed_profile",
+      {
+        token,
+        body: { virtual_machine_network_interface: { id: nic }, speed_profile: { permalink: "1mbps" } },
+      },
+    );
+    expect((await completed(sped.json().task.id)).status).toBe("completed");
+    expect(inMachine()?.speed).toEqual({ downloadMbit: 1, uploadMbit: 1 });
+
+    const system = await db
+      .selectFrom("disks")
+      .select("id")
+      .where("virtual_machine_id", "=", vm)
+      .where("position", "=", 1)
+      .executeTakeFirstOrThrow();
+    const throttled = await api.call("PUT", "/core/v1/disks/_/io_profile", {
+      token,
+      body: { disk: { id: system.id }, io_profile: { permalink: "throttled" } },
+    });
+    expect((await completed(throttled.json().task.id)).status).toBe("completed");
+    expect(driver.vms.get(vm)!.definition.disks.find((d) => d.id === system.id)?.limits).toEqual({
+      megabytesPerSecond: 10,
+      iops: 200,
+    });
   });
 
   it("refuses power actions while the VM is still being built", async () => {

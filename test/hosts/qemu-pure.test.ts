@@ -2,7 +2,9 @@
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import type { VmDefinition } from "../../src/hosts/driver.js";
-import { bridgeName, qemuArgs, tapName } from "../../src/hosts/qemu/args.js";
+import { agentMessage } from "../../src/hosts/qemu/agent.js";
+import { bridgeName, qemuArgs, tapName, throttling } from "../../src/hosts/qemu/args.js";
+import { shapingCommands, unshapingCommands } from "../../src/hosts/qemu/network.js";
 import { newId } from "../../src/store/index.js";
 import { loadOrder } from "../../src/hosts/qemu/demo-template.js";
 import { renderSeed } from "../../src/hosts/qemu/seed.js";
@@ -38,6 +40,7 @@ const paths = {
   directory: "/vms/x",
   disk: (id: string) => `/vms/x/${id}.qcow2`,
   seedIso: "/vms/x/seed.iso",
+  agent: "/vms/x/agent.sock",
   console: "/vms/x/console.log",
   qmp: "/vms/x/qmp.sock",
   pid: "/vms/x/qemu.pid",
@@ -76,6 +79,51 @@ describe("QEMU command line", () => {
     expect(joined).not.toContain("-kernel");
     expect(joined).toContain("virtio-blk-pci");
     expect(joined).toContain("-netdev user,id=net0");
+  });
+
+  it("gives kernel templates the agent's serial port, and disks their IO profile's limits", () => {
+    const limited = {
+      ...vm,
+      disks: vm.disks.map((d) => ({ ...d, limits: { megabytesPerSecond: 200, iops: 5000 } })),
+    };
+    const joined = qemuArgs(limited, paths, "tcg", "tap").join(" ");
+    expect(joined).toContain("-chardev socket,id=agent,path=/vms/x/agent.sock,server=on,wait=off");
+    expect(joined).toContain(
+      "-device virtio-serial-device -device virtserialport,chardev=agent,name=org.trebuchet.agent",
+    );
+    expect(joined).toContain(
+      `cache=writeback,throttling.bps-total=${200 * 1024 * 1024},throttling.iops-total=5000`,
+    );
+    expect(joined).toContain(`drive=disk_1,id=disk_1-device`);
+    const cloud = qemuArgs(
+      { ...vm, template: { kind: "cloud", image: "/c.qcow2", kernel: null, initrd: null } },
+      paths,
+      "tcg",
+      "tap",
+    ).join(" ");
+    expect(cloud).not.toContain("virtserialport");
+    expect(throttling(undefined)).toBe("");
+    expect(throttling({ megabytesPerSecond: null, iops: 100 })).toBe(",throttling.iops-total=100");
+  });
+
+  it("holds a tap to its speed profile: a token bucket out to the guest, a policer in from it", () => {
+    expect(shapingCommands("tbX", { downloadMbit: 10, uploadMbit: 1000 })).toEqual([
+      "qdisc replace dev tbX root tbf rate 10mbit burst 25000 latency 50ms",
+      "qdisc replace dev tbX handle ffff: ingress",
+      "filter replace dev tbX parent ffff: pref 1 protocol all u32 match u32 0 0 action police rate 1000mbit burst 2500000 drop",
+    ]);
+    // Low rates still pass full-size packets.
+    expect(shapingCommands("tbX", { downloadMbit: 1, uploadMbit: null })).toEqual([
+      "qdisc replace dev tbX root tbf rate 1mbit burst 16384 latency 50ms",
+    ]);
+    expect(shapingCommands("tbX", undefined)).toEqual([]);
+    expect(unshapingCommands("tbX")).toEqual(["qdisc del dev tbX root", "qdisc del dev tbX ingress"]);
+  });
+
+  it("sends the agent the seed's interface lines between a serial and an end", () => {
+    expect(agentMessage("s1", "52:aa 192.0.2.10/24 192.0.2.1\n")).toBe(
+      "network s1\n52:aa 192.0.2.10/24 192.0.2.1\nend\n",
+    );
   });
 
   it("names taps and bridges within Linux's 15 characters, from the random end of the ID", () => {

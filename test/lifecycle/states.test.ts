@@ -24,7 +24,7 @@ import {
 const BUILD_EVENTS: BuildEvent[] = ["claim", "complete", "fail"];
 const TASK_EVENTS: TaskEvent[] = ["claim", "complete", "fail", "cancel"];
 const ACTIONS: VmTaskAction[] = TASK_ACTIONS.filter(
-  (a): a is VmTaskAction => a !== "build_disk" && a !== "resize_disk",
+  (a): a is VmTaskAction => a !== "build_disk" && a !== "resize_disk" && a !== "disk_io_profile",
 );
 const POWER: PowerState[] = ["running", "stopped", "missing"];
 

@@ -443,6 +443,7 @@ describe.each(DIALECTS)("store on %s", (dialect) => {
       { name: "0003-lifecycle", executedAt: expect.any(Date) },
       { name: "0004-column-defaults", executedAt: expect.any(Date) },
       { name: "0005-vm-resources", executedAt: expect.any(Date) },
+      { name: "0006-backup-policy-schedules", executedAt: expect.any(Date) },
     ]);
     expect(await migrateToLatest(store.db)).toEqual({ applied: [], pending: [] });
   });

@@ -1,5 +1,6 @@
 import {
   assignDisk,
+  changeIoProfile,
   createDisk,
   deleteDisk,
   DiskRefused,
@@ -277,6 +278,26 @@ export const diskOperations: Operation[] = [
       if (sizeInGb > 16_384)
         throw new ApiError("validation_error", { errors: ["Size in GB must be at most 16384"] });
       const task = await inKatapultWords(diskError, () => resizeDisk(context.services.db, disk.id, sizeInGb));
+      context.services.notifyWork?.();
+      return { body: { disk: await freshView(context, disk.id), task: present.task(task) } };
+    },
+  },
+  {
+    name: "change_disk_io_profile",
+    method: "PUT",
+    path: "/disks/disk/io_profile",
+    scopes: ["disks"],
+    access: "write",
+    bucket: "write",
+    async handle(context) {
+      const disk = await findDisk(context);
+      if (context.args.io_profile === undefined || context.args.io_profile === null)
+        throw missingArgument(["io_profile"]);
+      const profileId = await ioProfileOf(context, context.args);
+      if (profileId === null) throw new ApiError("disk_io_profile_not_found");
+      const { task } = await inKatapultWords(diskError, () =>
+        changeIoProfile(context.services.db, disk.id, profileId),
+      );
       context.services.notifyWork?.();
       return { body: { disk: await freshView(context, disk.id), task: present.task(task) } };
     },

@@ -5,7 +5,13 @@
  * Its operations take `operationMs` each, so that calls that overlap (see call-log.ts)
  * overlap for long enough to be seen.
  */
-import { HostError, type HostDriver, type PowerState, type VmDefinition } from "../driver.js";
+import {
+  HostError,
+  type HostDriver,
+  type PowerState,
+  type Reconfigured,
+  type VmDefinition,
+} from "../driver.js";
 
 interface FakeVm {
   definition: VmDefinition;
@@ -118,9 +124,12 @@ export class FakeDriver implements HostDriver {
     });
   }
 
-  reconfigure(definition: VmDefinition): Promise<void> {
+  reconfigure(definition: VmDefinition): Promise<Reconfigured> {
     return this.act("reconfigure", definition.id, () => {
-      this.vm(definition.id).definition = definition;
+      const vm = this.vm(definition.id);
+      vm.definition = definition;
+      // The fake guest takes new addresses at once while it runs, as the demo template's agent does.
+      return { addresses: vm.running ? ("live" as const) : ("next_start" as const) };
     });
   }
 

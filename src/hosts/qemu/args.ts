@@ -1,4 +1,4 @@
-import type { VmDefinition } from "../driver.js";
+import type { GuestDisk, VmDefinition } from "../driver.js";
 
 export type Accelerator = "kvm" | "tcg";
 export type Networking = "tap" | "user";
@@ -9,7 +9,26 @@ export interface VmPaths {
   seedIso: string;
   console: string;
   qmp: string;
+  /** The socket of Trebuchet's guest agent (a virtio-serial port), on templates that have one. */
+  agent: string;
   pid: string;
+}
+
+/** The name of the agent's virtio-serial port, which the demo template's init looks for. */
+export const AGENT_PORT = "org.trebuchet.agent";
+
+/** Does the guest run Trebuchet's agent? The demo template (a kernel template) does. */
+export function hasAgent(vm: VmDefinition): boolean {
+  return vm.template.kind === "kernel";
+}
+
+/** QEMU's throttling options for a disk's IO profile (pure); empty when unlimited. */
+export function throttling(limits: GuestDisk["limits"]): string {
+  const options: string[] = [];
+  if (limits?.megabytesPerSecond)
+    options.push(`throttling.bps-total=${limits.megabytesPerSecond * 1024 * 1024}`);
+  if (limits?.iops) options.push(`throttling.iops-total=${limits.iops}`);
+  return options.map((o) => `,${o}`).join("");
 }
 
 /**
@@ -83,9 +102,9 @@ export function qemuArgs(
   for (const disk of vm.disks) {
     args.push(
       "-drive",
-      `id=${disk.id},file=${disk.existingPath ?? paths.disk(disk.id)},format=qcow2,if=none,cache=writeback`,
+      `id=${disk.id},file=${disk.existingPath ?? paths.disk(disk.id)},format=qcow2,if=none,cache=writeback${throttling(disk.limits)}`,
     );
-    args.push("-device", `${device("blk")},drive=${disk.id}`);
+    args.push("-device", `${device("blk")},drive=${disk.id},id=${disk.id}-device`);
   }
   args.push(
     "-drive",
@@ -93,6 +112,17 @@ export function qemuArgs(
     "-device",
     `${device("blk")},drive=seed`,
   );
+  if (hasAgent(vm)) {
+    // The agent's channel: the host connects to the socket when it has something to say.
+    args.push(
+      "-chardev",
+      `socket,id=agent,path=${paths.agent},server=on,wait=off`,
+      "-device",
+      microvm ? "virtio-serial-device" : "virtio-serial-pci",
+      "-device",
+      `virtserialport,chardev=agent,name=${AGENT_PORT}`,
+    );
+  }
   vm.interfaces.forEach((nic, i) => {
     args.push(
       "-netdev",

@@ -25,13 +25,19 @@ const run = promisify(execFile);
  */
 export const DEMO_TEMPLATE = "trebuchet-demo";
 const INIT = projectPath("assets/demo-template/init");
+/**
+ * Bumped when what the template holds changes (its init, its modules): a template built
+ * by an older Trebuchet is then built again. 2: the agent (virtio_console, init's agent loop).
+ */
+export const DEMO_TEMPLATE_VERSION = 2;
 
-/** Drivers the guest needs: virtio on microvm (mmio) and q35 (pci), disks, the seed's ISO, ext4, the power button. */
+/** Drivers the guest needs: virtio on microvm (mmio) and q35 (pci), disks, the agent's serial port, the seed's ISO, ext4, the power button. */
 const MODULES = [
   "virtio_mmio",
   "virtio_pci",
   "virtio_net",
   "virtio_blk",
+  "virtio_console",
   "isofs",
   "crc32c_generic",
   "ext4",
@@ -44,6 +50,8 @@ export interface DemoTemplateFiles {
   kernel: string;
   initrd: string;
   image: string;
+  /** Holds DEMO_TEMPLATE_VERSION. */
+  version: string;
 }
 
 export function demoTemplateFiles(templatesDir: string): DemoTemplateFiles {
@@ -53,12 +61,18 @@ export function demoTemplateFiles(templatesDir: string): DemoTemplateFiles {
     kernel: join(directory, "vmlinuz"),
     initrd: join(directory, "initrd.img"),
     image: join(directory, "root.qcow2"),
+    version: join(directory, "template-version"),
   };
 }
 
 export function demoTemplateExists(templatesDir: string): boolean {
   const files = demoTemplateFiles(templatesDir);
-  return [files.kernel, files.initrd, files.image].every((f) => existsSync(f));
+  if (![files.kernel, files.initrd, files.image].every((f) => existsSync(f))) return false;
+  try {
+    return readFileSync(files.version, "utf8").trim() === String(DEMO_TEMPLATE_VERSION);
+  } catch {
+    return false;
+  }
 }
 
 /** The `depends=` of a kernel module, read from its .modinfo strings. */
@@ -191,6 +205,7 @@ export async function buildDemoTemplate(
       `cd "${root}" && find . | cpio -o -H newc --quiet | gzip -6 > "${join(staging, "initrd.img")}"`,
     ]);
     copyFileSync(join(unpacked, "boot", `vmlinuz-${version}`), join(staging, "vmlinuz"));
+    writeFileSync(join(staging, "template-version"), `${DEMO_TEMPLATE_VERSION}\n`);
 
     log("making the root disk");
     const rootDisk = join(work, "rootdisk");

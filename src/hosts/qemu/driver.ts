@@ -14,10 +14,26 @@ import {
 import { open } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
-import { HostError, type HostDriver, type PowerState, type VmDefinition } from "../driver.js";
+import {
+  HostError,
+  type GuestDisk,
+  type HostDriver,
+  type PowerState,
+  type Reconfigured,
+  type VmDefinition,
+} from "../driver.js";
 import { withReverter } from "../reverter.js";
 import { hostTscKhz, probeAccelerator } from "./accel.js";
-import { bridgeName, qemuArgs, tapName, type Accelerator, type Networking, type VmPaths } from "./args.js";
+import { sendNetworkToAgent } from "./agent.js";
+import {
+  bridgeName,
+  hasAgent,
+  qemuArgs,
+  tapName,
+  type Accelerator,
+  type Networking,
+  type VmPaths,
+} from "./args.js";
 import { NamespaceNetwork, namespacesAvailable, type Port } from "./network.js";
 import { DiskPrototypes } from "./disk-prototypes.js";
 import { qmp } from "./qmp.js";
@@ -98,6 +114,7 @@ export class QemuDriver implements HostDriver {
       seedIso: join(directory, "seed.iso"),
       console: join(directory, "console.log"),
       qmp: join(directory, "qmp.sock"),
+      agent: join(directory, "agent.sock"),
       pid: join(directory, "qemu.pid"),
     };
   }
@@ -110,7 +127,7 @@ export class QemuDriver implements HostDriver {
 
   async create(vm: VmDefinition): Promise<void> {
     const paths = this.paths(vm.id);
-    if (paths.qmp.length > 100)
+    if (paths.agent.length > 100)
       throw new HostError(`the VM directory ${paths.directory} is too long for a UNIX socket path`);
     if (vm.template.kind === "kernel" && (!vm.template.kernel || !existsSync(vm.template.kernel))) {
       throw new HostError(
@@ -133,7 +150,7 @@ export class QemuDriver implements HostDriver {
       const network = (async () => {
         if (!this.network) return;
         reverter.add("taps", () => this.network!.unplug(vm.interfaces.map((nic) => tapName(nic.id))));
-        await this.network.plug(ports(vm));
+        await this.connect(vm);
       })();
       const disks = vm.disks
         .filter((disk) => !disk.existingPath)
@@ -157,10 +174,11 @@ export class QemuDriver implements HostDriver {
     const paths = this.paths(vmId);
     if (this.network && !this.networkReady.delete(vmId)) {
       // Taps do not survive a host reboot; the definition says what they should be.
-      await this.network.plug(ports(vm));
+      await this.connect(vm);
     }
     this.accelerator ??= await this.probe(vm);
     rmSync(paths.qmp, { force: true });
+    rmSync(paths.agent, { force: true });
     writeFileSync(join(paths.directory, "started-disks.json"), JSON.stringify(vm.disks.map((d) => d.id)));
     const args = qemuArgs(vm, paths, this.accelerator, this.networking, hostTscKhz());
     const [file, argv] = this.network
@@ -241,14 +259,23 @@ export class QemuDriver implements HostDriver {
     await qmp(this.paths(vmId).qmp, "system_reset");
   }
 
+  /** Puts the VM's taps on their bridges and holds them to their speed profiles. */
+  private async connect(vm: VmDefinition, before?: VmDefinition): Promise<void> {
+    await this.network!.plug(ports(vm));
+    await this.network!.shape(ports(vm), this.log, before ? ports(before) : []);
+  }
+
   /**
    * The host side changes at once: taps of removed interfaces go, new ones join their
-   * bridges (a bridge holds only its network's gateways, so addresses need nothing there).
-   * The guest reads its interfaces and addresses from the seed when it boots (cloud-init
-   * re-applies network-config at every boot, see seed.ts): a running guest sees a change
-   * at its next start, and the QEMU process keeps the seed it opened until then.
+   * bridges (a bridge holds only its network's gateways, so addresses need nothing there),
+   * speed limits and disk IO limits change. A running guest with Trebuchet's agent (the
+   * demo template) is sent its new addresses and applies them at once; any other guest
+   * reads them from the seed when it next boots (cloud-init re-applies network-config at
+   * every boot, see seed.ts). Interfaces and disks added to a running machine, memory
+   * and CPUs, take effect at its next start (microvm has no hot-plug), and the QEMU
+   * process keeps the seed it opened until then.
    */
-  async reconfigure(vm: VmDefinition): Promise<void> {
+  async reconfigure(vm: VmDefinition): Promise<Reconfigured> {
     const before = this.definition(vm.id);
     const paths = this.paths(vm.id);
     if (this.network) {
@@ -256,13 +283,39 @@ export class QemuDriver implements HostDriver {
       await this.network.unplug(
         before.interfaces.filter((nic) => !kept.has(nic.id)).map((nic) => tapName(nic.id)),
       );
-      await this.network.plug(ports(vm));
+      await this.connect(vm, before);
     }
     await this.growDisks(before, vm);
-    await writeSeed(vm, paths);
+    const running = (await this.state(vm.id)) === "running";
+    if (running) await this.throttleDisks(before, vm);
+    const seed = await writeSeed(vm, paths);
     const file = join(paths.directory, "definition.json");
     writeFileSync(`${file}.new`, JSON.stringify(vm, null, 2));
     renameSync(`${file}.new`, file);
+    const live =
+      running &&
+      hasAgent(vm) &&
+      (await sendNetworkToAgent(paths.agent, seed.get("trebuchet/interfaces") ?? "", AGENT_TIMEOUT_MS));
+    return { addresses: live ? "live" : "next_start" };
+  }
+
+  /** A running machine's disks whose IO profile changed get its limits through QMP. */
+  private async throttleDisks(before: VmDefinition, after: VmDefinition): Promise<void> {
+    const paths = this.paths(after.id);
+    const inProcess = this.startedDisks(after.id, before);
+    const key = (disk: GuestDisk | undefined) =>
+      `${disk?.limits?.megabytesPerSecond ?? 0}/${disk?.limits?.iops ?? 0}`;
+    for (const disk of after.disks) {
+      if (!inProcess.has(disk.id)) continue;
+      if (key(disk) === key(before.disks.find((d) => d.id === disk.id))) continue;
+      const bps = (disk.limits?.megabytesPerSecond ?? 0) * 1024 * 1024;
+      const iops = disk.limits?.iops ?? 0;
+      const limits = { bps, bps_rd: 0, bps_wr: 0, iops, iops_rd: 0, iops_wr: 0 };
+      // Processes started before devices had IDs know the drive by its name only.
+      await qmp(paths.qmp, "block_set_io_throttle", { id: `${disk.id}-device`, ...limits }).catch(() =>
+        qmp(paths.qmp, "block_set_io_throttle", { device: disk.id, ...limits }),
+      );
+    }
   }
 
   /**
@@ -380,11 +433,15 @@ export class QemuDriver implements HostDriver {
   }
 }
 
+/** How long a reconfiguration waits for the guest's agent to apply new addresses. */
+const AGENT_TIMEOUT_MS = 10_000;
+
 function ports(vm: VmDefinition): Port[] {
   return vm.interfaces.map((nic) => ({
     tap: tapName(nic.id),
     bridge: bridgeName(nic.segment),
     gatewayCidrs: nic.gatewayCidrs,
+    ...(nic.speed ? { speed: nic.speed } : {}),
   }));
 }
 
@@ -469,11 +526,12 @@ async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
   return false;
 }
 
-/** Renders the VM's seed and packs it into its ISO, replacing the previous one whole. */
-async function writeSeed(vm: VmDefinition, paths: VmPaths): Promise<void> {
+/** Renders the VM's seed and packs it into its ISO, replacing the previous one whole; answers its files. */
+async function writeSeed(vm: VmDefinition, paths: VmPaths): Promise<Map<string, string>> {
   const seedDir = join(paths.directory, "seed");
   rmSync(seedDir, { recursive: true, force: true });
-  for (const [name, content] of renderSeed(vm)) {
+  const files = renderSeed(vm);
+  for (const [name, content] of files) {
     const file = join(seedDir, name);
     mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, content);
@@ -485,4 +543,5 @@ async function writeSeed(vm: VmDefinition, paths: VmPaths): Promise<void> {
     "making the seed",
   );
   renameSync(next, paths.seedIso);
+  return files;
 }

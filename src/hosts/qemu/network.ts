@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { HostError } from "../driver.js";
+import { HostError, type InterfaceSpeed } from "../driver.js";
 
 const exec = promisify(execFile);
 
@@ -9,6 +9,37 @@ export interface Port {
   tap: string;
   bridge: string;
   gatewayCidrs: string[];
+  /** The interface's speed profile; absent or null fields: unlimited. */
+  speed?: InterfaceSpeed;
+}
+
+/**
+ * `tc` commands that hold a tap to its interface's speed profile (pure). Traffic to the
+ * guest leaves the host through the tap, so a token bucket on its egress holds the
+ * download speed; traffic from the guest enters through it, so a policer on its ingress
+ * holds the upload speed. The bucket holds 20 ms of traffic (at least 16 KiB, so that
+ * full-size packets pass at low rates).
+ */
+export function shapingCommands(tap: string, speed: InterfaceSpeed | undefined): string[] {
+  const commands: string[] = [];
+  const burst = (mbit: number) => Math.max(16 * 1024, Math.round((mbit * 1_000_000) / 8 / 50));
+  if (speed?.downloadMbit) {
+    commands.push(
+      `qdisc replace dev ${tap} root tbf rate ${speed.downloadMbit}mbit burst ${burst(speed.downloadMbit)} latency 50ms`,
+    );
+  }
+  if (speed?.uploadMbit) {
+    commands.push(
+      `qdisc replace dev ${tap} handle ffff: ingress`,
+      `filter replace dev ${tap} parent ffff: pref 1 protocol all u32 match u32 0 0 action police rate ${speed.uploadMbit}mbit burst ${burst(speed.uploadMbit)} drop`,
+    );
+  }
+  return commands;
+}
+
+/** `tc` commands that lift a tap's limits (their failures, for limits it did not have, are ignored). */
+export function unshapingCommands(tap: string): string[] {
+  return [`qdisc del dev ${tap} root`, `qdisc del dev ${tap} ingress`];
 }
 
 /**
@@ -109,6 +140,55 @@ export class NamespaceNetwork {
     }
   }
 
+  /**
+   * Holds taps to their speed profiles (one `tc -batch` for all), replacing the limits
+   * they had. A kernel without the ingress policer (act_police) cannot hold the upload
+   * speed: that is logged once and the download limit still applies.
+   */
+  shape(ports: Port[], log: (message: string) => void, previous: Port[] = []): Promise<void> {
+    const lifted = previous
+      .filter((p) => p.speed && !ports.some((q) => q.tap === p.tap && sameSpeed(p.speed, q.speed)))
+      .map((p) => p.tap);
+    const commands = ports
+      .filter((p) => p.speed)
+      .map((p) => ({ tap: p.tap, lines: shapingCommands(p.tap, p.speed) }));
+    if (lifted.length === 0 && commands.every((c) => c.lines.length === 0)) return Promise.resolve();
+    return this.serial(async () => {
+      if (lifted.length > 0) await this.tc(lifted.flatMap(unshapingCommands), true).catch(() => undefined);
+      const download = commands.flatMap((c) =>
+        c.lines.filter((line) => line.startsWith("qdisc replace") && line.includes(" root ")),
+      );
+      if (download.length > 0) await this.tc(download);
+      const upload = commands.flatMap((c) => c.lines.filter((line) => !download.includes(line)));
+      if (upload.length === 0 || this.policerMissing) return;
+      try {
+        await this.tc(upload);
+      } catch (error) {
+        if (!/action module|classifier not found|Unknown action/i.test((error as Error).message)) throw error;
+        this.policerMissing = true;
+        log(
+          `WARNING: this kernel cannot police a tap's ingress (${(error as Error).message.split("\n")[0]}): upload speeds are not limited, download speeds are`,
+        );
+      }
+    });
+  }
+
+  private policerMissing = false;
+
+  private async tc(commands: string[], keepGoing = false): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const child = execFile(
+        "tc",
+        ["-n", this.namespace, ...(keepGoing ? ["-force"] : []), "-batch", "-"],
+        (error, _stdout, stderr) => {
+          if (error) reject(new Error(`tc -n ${this.namespace} -batch: ${stderr.trim() || error.message}`));
+          else resolve();
+        },
+      );
+      child.stdin?.end(commands.join("\n") + "\n");
+    });
+  }
+
   private async bridge(bridge: string, gatewayCidrs: string[]): Promise<void> {
     await this.evictStaleHolders(bridge, gatewayCidrs);
     if (!(await this.exists(bridge))) await this.ip("link", "add", bridge, "type", "bridge");
@@ -180,6 +260,13 @@ export class NamespaceNetwork {
   command(file: string, args: string[]): [string, string[]] {
     return ["ip", ["netns", "exec", this.namespace, file, ...args]];
   }
+}
+
+function sameSpeed(a: InterfaceSpeed | undefined, b: InterfaceSpeed | undefined): boolean {
+  return (
+    (a?.downloadMbit ?? null) === (b?.downloadMbit ?? null) &&
+    (a?.uploadMbit ?? null) === (b?.uploadMbit ?? null)
+  );
 }
 
 /** Can this process create network namespaces (root, and a kernel that allows it)? */
