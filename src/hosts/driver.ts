@@ -72,8 +72,8 @@ export interface VmDefinition {
 
 /** How a running guest took a reconfiguration's addresses. */
 export interface Reconfigured {
-  /** `live`: the guest applied them now; `next_start`: it will when it next starts (or it is stopped). */
-  addresses: "live" | "next_start";
+  /** `live`: the guest applied them now; `next_start`: it will when it next starts (or it is stopped); `unchanged`: they did not change. */
+  addresses: "live" | "next_start" | "unchanged";
 }
 
 export type PowerState = "running" | "stopped" | "missing";

@@ -258,6 +258,7 @@ export function changeIoProfile(
     db.transaction().execute(async (trx) => {
       const disk = await lockDisk(trx, diskId);
       if (disk.state === "failed") throw new DiskRefused("invalid", "the disk failed to build");
+      if (disk.shared === 1) throw new DiskRefused("invalid", "a shared disk's profile is the operator's");
       const changed = { ...disk, io_profile_id: ioProfileId };
       if (disk.virtual_machine_id !== null && inDefinition(disk)) {
         if (!(await vmTakingChanges(trx, disk.virtual_machine_id)))

@@ -37,7 +37,8 @@ export const TASK_NAMES: Record<TaskAction, string> = {
  * A finished reconfiguration's name says when the guest took its addresses: at once
  * (its template runs Trebuchet's agent) or from its next start.
  */
-export function reconfiguredTaskName(outcome: { addresses: "live" | "next_start" }): string {
+export function reconfiguredTaskName(outcome: { addresses: "live" | "next_start" | "unchanged" }): string {
+  if (outcome.addresses === "unchanged") return TASK_NAMES.reconfigure;
   return `${TASK_NAMES.reconfigure} (${outcome.addresses === "live" ? "addresses applied live" : "addresses apply at next start"})`;
 }
 

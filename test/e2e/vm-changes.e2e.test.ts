@@ -1,21 +1,28 @@
 /**
  * End to end, real QEMU: a VM's whole life after its build, as Katapult's clients drive
- * it. Build -> rename, group and tag -> a new address -> its system disk grown while it
- * runs (the guest sees it at once) -> a new disk attached -> stop -> a bigger package ->
- * start with the new memory, address and disk -> delete -> restore -> delete -> purge:
- * nothing of it left on the host, every address back in the pool.
+ * it. Build -> rename, group and tag -> a new address (the guest's agent applies it at
+ * once) -> a slower speed profile (traffic to the guest measured before and after) -> an
+ * IO profile (QEMU's throttle) -> its system disk grown while it runs (the guest sees it
+ * at once) -> a new disk and a new interface attached -> stop -> a bigger package ->
+ * start with the new memory, disk and interface -> the interface detached and deleted ->
+ * delete -> restore -> delete -> purge: nothing of it left on the host, every address
+ * back in the pool.
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningServer } from "../../src/server.js";
+import { qmp } from "../../src/hosts/qemu/qmp.js";
+import { tapName } from "../../src/hosts/qemu/args.js";
 import {
   demoTemplate,
+  inNamespace,
   qemuProcesses,
   removeNamespace,
   ROOT,
   ssh,
   startE2eServer,
+  timedSendToGuest,
   uniqueNamespace,
   type E2eServer,
 } from "../support/e2e.js";
@@ -126,7 +133,56 @@ describe("a VM's life after its build (real QEMU)", () => {
     });
     const newAddress = added.ip_address.address as string;
     expect(newAddress).toMatch(/^192\.0\.2\./);
-    await reconfigured(vmId);
+    // The demo template's agent applied it in the running guest, and the task says so.
+    expect((await reconfigured(vmId)).name).toBe(
+      "Apply configuration to virtual machine (addresses applied live)",
+    );
+    expect(await inGuest("ip -o addr show")).toContain(`${newAddress}/24`);
+    expect((await ssh(namespace, newAddress, "hostname")).code).toBe(0);
+
+    // A slower speed profile holds traffic to the guest to it (tc on its tap), at once.
+    const bytes = 400_000;
+    const unlimitedMbit = (bytes * 8) / 1e6 / (await timedSendToGuest(namespace, v4, bytes));
+    const slowed = await call("PATCH", "/virtual_machine_network_interfaces/_/update_speed_profile", {
+      virtual_machine_network_interface: { id: publicNic.id },
+      speed_profile: { permalink: "1mbps" },
+    });
+    await finishedTask(slowed.task.id);
+    const limitedMbit = (bytes * 8) / 1e6 / (await timedSendToGuest(namespace, v4, bytes));
+    console.log(
+      `traffic to the guest: ${unlimitedMbit.toFixed(1)} Mbit/s unlimited, ${limitedMbit.toFixed(2)} Mbit/s at 1 Mbit/s`,
+    );
+    expect(limitedMbit).toBeLessThan(1.15);
+    expect(limitedMbit).toBeGreaterThan(0.5);
+    expect(unlimitedMbit).toBeGreaterThan(3 * limitedMbit);
+    const qdisc = await inNamespace(namespace, "tc", ["qdisc", "show", "dev", tapName(publicNic.id)]);
+    expect(qdisc.stdout).toMatch(/tbf .*rate 1Mbit/);
+    await finishedTask(
+      (
+        await call("PATCH", "/virtual_machine_network_interfaces/_/update_speed_profile", {
+          virtual_machine_network_interface: { id: publicNic.id },
+          speed_profile: { permalink: "1gbps" },
+        })
+      ).task.id,
+    );
+
+    // An IO profile: QEMU throttles the running machine's drive at once.
+    const qmpSocket = join(dataDir, "vms", vmId, "qmp.sock");
+    const drives = await call("GET", `/virtual_machines/${vmId}/disks`);
+    const systemDisk = drives.disks.find((d: any) => d.boot).disk;
+    const throttled = await call("PUT", "/disks/_/io_profile", {
+      disk: { id: systemDisk.id },
+      io_profile: { permalink: "throttled" },
+    });
+    await finishedTask(throttled.task.id);
+    const blocks = (await qmp(qmpSocket, "query-block")) as {
+      device: string;
+      inserted?: { bps: number; iops: number };
+    }[];
+    expect(blocks.find((b) => b.device === systemDisk.id)?.inserted).toMatchObject({
+      bps: 10 * 1024 * 1024,
+      iops: 200,
+    });
 
     // The system disk grows while the VM runs: the guest sees the new size at once.
     const disks = await call("GET", `/virtual_machines/${vmId}/disks`);
@@ -151,6 +207,21 @@ describe("a VM's life after its build (real QEMU)", () => {
     const attached = await call("POST", "/disks/_/attach", { disk: { id: disk.disk.id } });
     await finishedTask(attached.task.id);
 
+    // A new interface on the public network: its tap joins the bridge at once, the guest
+    // sees the device from its next start (microvm has no hot-plug).
+    const nic = (
+      await call("POST", `/virtual_machines/${vmId}/network_interfaces`, {
+        virtual_machine: { id: vmId },
+        network: { permalink: "lab-1-public" },
+        speed_profile: { permalink: "1gbps" },
+      })
+    ).virtual_machine_network_interface;
+    const nicAttached = await call("POST", "/virtual_machine_network_interfaces/_/attach", {
+      virtual_machine_network_interface: { id: nic.id },
+    });
+    await finishedTask(nicAttached.task.id);
+    expect((await inNamespace(namespace, "ip", ["link", "show", tapName(nic.id)])).code).toBe(0);
+
     // Stopped, given a bigger package, started: the guest has its new memory, address and disk.
     await finishedTask((await call("POST", `/virtual_machines/${vmId}/stop`)).task.id);
     const packaged = await call("PUT", "/virtual_machines/_/package", {
@@ -166,6 +237,23 @@ describe("a VM's life after its build (real QEMU)", () => {
     // medium-2 stores 4 GB: the system disk grew to it while stopped.
     expect(Number(await inGuest("cat /sys/block/vda/size")) * 512).toBe(4 * GB);
     expect(Number(await inGuest("cat /sys/block/vdc/size")) * 512).toBe(3 * GB);
+    expect(await inGuest("cat /sys/class/net/*/address")).toContain(nic.mac_address);
+    // Started with its IO profile on the drive's command line.
+    const restarted = (await qmp(qmpSocket, "query-block")) as {
+      device: string;
+      inserted?: { bps: number };
+    }[];
+    expect(restarted.find((b) => b.device === systemDisk.id)?.inserted?.bps).toBe(10 * 1024 * 1024);
+
+    // Detached (its tap leaves the bridge at once) and deleted.
+    const nicDetached = await call("POST", "/virtual_machine_network_interfaces/_/detach", {
+      virtual_machine_network_interface: { id: nic.id },
+    });
+    await finishedTask(nicDetached.task.id);
+    expect((await inNamespace(namespace, "ip", ["link", "show", tapName(nic.id)])).code).not.toBe(0);
+    await call("DELETE", "/virtual_machine_network_interfaces/_", {
+      virtual_machine_network_interface: { id: nic.id },
+    });
 
     // Deleted, restored, deleted again and purged.
     const deleted = await call("DELETE", `/virtual_machines/_?virtual_machine[id]=${vmId}`);

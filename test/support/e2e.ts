@@ -144,6 +144,29 @@ export const ssh = (namespace: string, address: string, command: string) =>
     command,
   ]);
 
+/**
+ * Seconds to send `bytes` from the namespace to the guest over SSH (into `cat > /dev/null`),
+ * less an empty transfer's time (the SSH handshake): traffic to the guest only.
+ */
+export async function timedSendToGuest(namespace: string, address: string, bytes: number): Promise<number> {
+  const send = async (count: number) => {
+    const started = process.hrtime.bigint();
+    const result = await inNamespace(
+      namespace,
+      "sh",
+      [
+        "-c",
+        `head -c ${count} /dev/zero | ssh -i ${SSH_KEY} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes root@${address} 'cat > /dev/null'`,
+      ],
+      120_000,
+    );
+    if (result.code !== 0) throw new Error(`sending ${count} bytes to ${address}: ${result.stderr}`);
+    return Number(process.hrtime.bigint() - started) / 1e9;
+  };
+  const handshake = await send(0);
+  return Math.max(0.001, (await send(bytes)) - handshake);
+}
+
 /** QEMU processes of a VM (by the name Trebuchet gives them). */
 export function qemuProcesses(vmId: string): number[] {
   try {

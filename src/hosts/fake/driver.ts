@@ -127,8 +127,11 @@ export class FakeDriver implements HostDriver {
   reconfigure(definition: VmDefinition): Promise<Reconfigured> {
     return this.act("reconfigure", definition.id, () => {
       const vm = this.vm(definition.id);
+      const addresses = (d: VmDefinition) => JSON.stringify(d.interfaces.map((i) => [i.mac, i.addresses]));
+      const changed = addresses(vm.definition) !== addresses(definition);
       vm.definition = definition;
       // The fake guest takes new addresses at once while it runs, as the demo template's agent does.
+      if (!changed) return { addresses: "unchanged" as const };
       return { addresses: vm.running ? ("live" as const) : ("next_start" as const) };
     });
   }

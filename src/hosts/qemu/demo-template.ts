@@ -27,9 +27,9 @@ export const DEMO_TEMPLATE = "trebuchet-demo";
 const INIT = projectPath("assets/demo-template/init");
 /**
  * Bumped when what the template holds changes (its init, its modules): a template built
- * by an older Trebuchet is then built again. 2: the agent (virtio_console, init's agent loop).
+ * by an older Trebuchet is then built again. 2, 3: the agent (virtio_console, init's agent loop).
  */
-export const DEMO_TEMPLATE_VERSION = 2;
+export const DEMO_TEMPLATE_VERSION = 3;
 
 /** Drivers the guest needs: virtio on microvm (mmio) and q35 (pci), disks, the agent's serial port, the seed's ISO, ext4, the power button. */
 const MODULES = [
@@ -234,7 +234,10 @@ export async function buildDemoTemplate(
     ]);
 
     mkdirSync(templatesDir, { recursive: true });
-    rmSync(files.directory, { recursive: true, force: true });
+    // VMs' system disks are overlays on the root image: an existing one stays as it is
+    // (a rebuild changes the kernel, the initramfs and the version only).
+    if (existsSync(files.image)) rmSync(join(staging, "root.qcow2"));
+    for (const file of [files.kernel, files.initrd, files.version]) rmSync(file, { force: true });
     cpSync(staging, files.directory, { recursive: true });
     log(`demo template ready in ${files.directory} (kernel ${version})`);
     return files;

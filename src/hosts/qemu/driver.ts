@@ -292,10 +292,10 @@ export class QemuDriver implements HostDriver {
     const file = join(paths.directory, "definition.json");
     writeFileSync(`${file}.new`, JSON.stringify(vm, null, 2));
     renameSync(`${file}.new`, file);
+    const addresses = seed.get("trebuchet/interfaces") ?? "";
+    if (addresses === renderSeed(before).get("trebuchet/interfaces")) return { addresses: "unchanged" };
     const live =
-      running &&
-      hasAgent(vm) &&
-      (await sendNetworkToAgent(paths.agent, seed.get("trebuchet/interfaces") ?? "", AGENT_TIMEOUT_MS));
+      running && hasAgent(vm) && (await sendNetworkToAgent(paths.agent, addresses, AGENT_TIMEOUT_MS));
     return { addresses: live ? "live" : "next_start" };
   }
 
@@ -311,10 +311,7 @@ export class QemuDriver implements HostDriver {
       const bps = (disk.limits?.megabytesPerSecond ?? 0) * 1024 * 1024;
       const iops = disk.limits?.iops ?? 0;
       const limits = { bps, bps_rd: 0, bps_wr: 0, iops, iops_rd: 0, iops_wr: 0 };
-      // Processes started before devices had IDs know the drive by its name only.
-      await qmp(paths.qmp, "block_set_io_throttle", { id: `${disk.id}-device`, ...limits }).catch(() =>
-        qmp(paths.qmp, "block_set_io_throttle", { device: disk.id, ...limits }),
-      );
+      await qmp(paths.qmp, "block_set_io_throttle", { device: disk.id, ...limits });
     }
   }
 

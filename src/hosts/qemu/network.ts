@@ -134,8 +134,18 @@ export class NamespaceNetwork {
     try {
       await this.batch([...ports.map((p) => `tuntap add dev ${p.tap} mode tap`), ...attach]);
     } catch (error) {
-      // The taps outlived their VM's QEMU (a restart of a stopped VM): attach them as they are.
+      // Some taps outlived their VM's QEMU (a restart of a stopped VM, an interface added to
+      // a VM that has others): make the missing ones, attach them all as they are.
       if (!/busy|exists/i.test((error as Error).message)) throw error;
+      await this.batch(
+        ports.map((p) => `tuntap add dev ${p.tap} mode tap`),
+        true,
+      ).catch((failure: Error) => {
+        const problems = failure.message
+          .split("\n")
+          .filter((line) => line.trim() && !/busy|exists|Command failed/i.test(line));
+        if (problems.length > 0) throw failure;
+      });
       await this.batch(attach);
     }
   }
@@ -164,7 +174,12 @@ export class NamespaceNetwork {
       try {
         await this.tc(upload);
       } catch (error) {
-        if (!/action module|classifier not found|Unknown action/i.test((error as Error).message)) throw error;
+        if (
+          !/action module|classifier not found|Unknown action|qdisc kind is unknown/i.test(
+            (error as Error).message,
+          )
+        )
+          throw error;
         this.policerMissing = true;
         log(
           `WARNING: this kernel cannot police a tap's ingress (${(error as Error).message.split("\n")[0]}): upload speeds are not limited, download speeds are`,
