@@ -29,7 +29,7 @@ const call = async (token: string, url: string) => {
 };
 
 beforeAll(async () => {
-  expect(json("catalog", "apply", "examples/catalog.yaml")).toMatchObject({ created: 16, updated: 0 });
+  expect(json("catalog", "apply", "examples/catalog.yaml")).toMatchObject({ created: 20, updated: 0 });
   server = await createServer({ store: { dataDir: data }, baseDomain: "t.test" });
 });
 afterAll(async () => {
@@ -42,7 +42,7 @@ describe("trebuchet admin", () => {
     expect(json("catalog", "apply", "examples/catalog.yaml")).toEqual({
       created: 0,
       updated: 0,
-      unchanged: 16,
+      unchanged: 20,
     });
     const bad = join(dir, "bad.yaml");
     writeFileSync(

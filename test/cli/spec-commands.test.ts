@@ -95,6 +95,7 @@ describe("trebuchet admin migrate", () => {
         "0003-lifecycle",
         "0004-column-defaults",
         "0005-vm-resources",
+        "0006-backup-policy-schedules",
       ],
       pending: [],
     });
