@@ -49,6 +49,8 @@ function start(args: string[], dataDir: string): ChildProcess {
       DATABASE_URL: store.options.databaseUrl!,
       TREBUCHET_LOG_LEVEL: "warn",
       TREBUCHET_READY_TIMEOUT: "300",
+      // Six builds polled every 200 ms for a minute pass the default 1,000 reads a minute.
+      TREBUCHET_RATE_LIMITS: "read=100000,write=100000,build=100000",
     },
     stdio: ["ignore", "ignore", "inherit"],
   });
@@ -62,7 +64,9 @@ async function call(method: string, path: string, body?: unknown): Promise<any> 
     headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
     ...(body ? { body: JSON.stringify(body) } : {}),
   });
-  return response.json();
+  const answer = await response.json();
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(answer)}`);
+  return answer;
 }
 
 beforeAll(async () => {
