@@ -70,10 +70,14 @@ export interface VmDefinition {
   options: { key: string; value: string }[];
 }
 
-/** How a running guest took a reconfiguration's addresses. */
+/**
+ * How a guest took a reconfiguration, for its addresses and its set of disks: `live`, the
+ * guest has it now; `next_start`, it will when it next starts (or it is stopped);
+ * `unchanged`, nothing changed.
+ */
 export interface Reconfigured {
-  /** `live`: the guest applied them now; `next_start`: it will when it next starts (or it is stopped); `unchanged`: they did not change. */
   addresses: "live" | "next_start" | "unchanged";
+  disks: "live" | "next_start" | "unchanged";
 }
 
 export type PowerState = "running" | "stopped" | "missing";

@@ -15,7 +15,7 @@ import { enqueue, vmTakingChanges, type QueuedTask } from "./tasks.js";
 /**
  * Standalone disks: made empty on a host of their data center (a `Build disk` task),
  * assigned to a VM on that host (it then has the disk, detached), attached (the VM's
- * definition names it: the guest sees it from its next start), detached, unassigned,
+ * definition names it: hot-plugged into a running q35 machine, else from its next start), detached, unassigned,
  * and deleted to the trash like VMs. A disk's state: `pending` (being built), `ready`
  * (built; detached if assigned), `attached`, `failed`, `deleted` (purged).
  */
@@ -202,9 +202,24 @@ export function unassignDisk(db: Kysely<Database>, diskId: string): Promise<Row<
   );
 }
 
+/** Does the VM's machine take disks in and out while it runs (q35, for cloud images)? */
+async function hotPlugs(
+  trx: Transaction<Database>,
+  vm: { disk_template_version_id: string | null },
+): Promise<boolean> {
+  if (vm.disk_template_version_id === null) return false;
+  const version = await trx
+    .selectFrom("disk_template_versions")
+    .select("image_kind")
+    .where("id", "=", vm.disk_template_version_id)
+    .executeTakeFirst();
+  return version?.image_kind === "cloud";
+}
+
 /**
  * Attaches an assigned disk to its VM's machine, or detaches it: the VM's definition
- * changes (a `reconfigure` task, answered here); the guest sees it from its next start.
+ * changes (a `reconfigure` task, answered here). A running q35 machine takes the change
+ * at once (hot-plug); others from their next start. The task's name says which.
  */
 export function setDiskAttached(
   db: Kysely<Database>,
@@ -227,12 +242,13 @@ export function setDiskAttached(
           "vm_not_ready",
           "the disk's virtual machine takes no changes now (being built, failed or in the trash)",
         );
-      // A running machine keeps the disks it started with (no hot-unplug yet): a disk is
-      // detached, and free for another VM, only while its VM is stopped.
-      if (!attached && disk.state === "attached" && vm.state !== "stopped")
+      // A q35 machine (cloud images) lets go of a disk while it runs; microvm (kernel
+      // templates) has no hot-unplug, so its disk is detached, and free for another VM,
+      // only while the VM is stopped.
+      if (!attached && disk.state === "attached" && vm.state !== "stopped" && !(await hotPlugs(trx, vm)))
         throw new DiskRefused(
           "vm_not_ready",
-          "stop the virtual machine to detach the disk (no hot-unplug yet)",
+          "stop the virtual machine to detach the disk (its machine type has no hot-unplug)",
         );
       const state = attached ? ("attached" as const) : ("ready" as const);
       if (disk.state !== state)

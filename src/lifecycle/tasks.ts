@@ -33,13 +33,20 @@ export const TASK_NAMES: Record<TaskAction, string> = {
   disk_io_profile: "Change disk IO profile",
 };
 
+type Taken = "live" | "next_start" | "unchanged";
+
 /**
- * A finished reconfiguration's name says when the guest took its addresses: at once
- * (its template runs Trebuchet's agent) or from its next start.
+ * A finished reconfiguration's name says when the guest took its addresses (at once where
+ * its template runs Trebuchet's agent) and its disks (at once where the machine has
+ * hot-plug), or that it takes them from its next start.
  */
-export function reconfiguredTaskName(outcome: { addresses: "live" | "next_start" | "unchanged" }): string {
-  if (outcome.addresses === "unchanged") return TASK_NAMES.reconfigure;
-  return `${TASK_NAMES.reconfigure} (${outcome.addresses === "live" ? "addresses applied live" : "addresses apply at next start"})`;
+export function reconfiguredTaskName(outcome: { addresses: Taken; disks: Taken }): string {
+  const said: string[] = [];
+  if (outcome.addresses !== "unchanged")
+    said.push(outcome.addresses === "live" ? "addresses applied live" : "addresses apply at next start");
+  if (outcome.disks !== "unchanged")
+    said.push(outcome.disks === "live" ? "disks changed live" : "disks change at next start");
+  return said.length === 0 ? TASK_NAMES.reconfigure : `${TASK_NAMES.reconfigure} (${said.join("; ")})`;
 }
 
 /** The VM cannot take actions now: deleted meanwhile, or still being built, or failed. */

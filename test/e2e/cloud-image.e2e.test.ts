@@ -35,7 +35,30 @@ async function call(method: string, path: string, body?: unknown) {
     headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
     ...(body ? { payload: JSON.stringify(body) } : {}),
   });
-  return response.json() as any;
+  const parsed = response.json() as any;
+  if (response.statusCode >= 300)
+    throw new Error(`${method} ${path}: ${response.statusCode} ${response.body}`);
+  return parsed;
+}
+
+async function finishedTask(id: string) {
+  const task = await until(`task ${id}`, async () => {
+    const { task } = await call("GET", `/tasks/${id}`);
+    return task.status === "completed" || task.status === "failed" ? task : undefined;
+  });
+  expect(task, JSON.stringify(task)).toMatchObject({ status: "completed" });
+  return task;
+}
+
+/** The guest's disks other than the seed, as `name bytes` lines. */
+async function guestDisks(address: string): Promise<string[]> {
+  const listed = await ssh(
+    namespace,
+    address,
+    "lsblk -bdnpo NAME,SIZE,RO -e 11 | awk '$3 == 0 {print $1, $2}'",
+  );
+  expect(listed.code, listed.stderr).toBe(0);
+  return listed.stdout.trim().split("\n").sort();
 }
 
 beforeAll(async () => {
@@ -92,4 +115,42 @@ describe("a VM from a cloud image (real QEMU, cloud-init)", () => {
     expect(Number(rootBytes)).toBeGreaterThan(3.5 * 1024 ** 3);
     expect(status).toBe("status: done");
   }, 120_000);
+
+  it("takes a standalone disk into the running machine and gives it back, without a restart (q35 hot-plug)", async () => {
+    const ipv4 = vm.ip_addresses.find((a: { address: string }) => !a.address.includes(":")).address;
+    const before = await guestDisks(ipv4);
+    const bootId = (await ssh(namespace, ipv4, "cat /proc/sys/kernel/random/boot_id")).stdout.trim();
+    const disk = await call("POST", "/organizations/_/disks", {
+      organization: { sub_domain: "acme" },
+      properties: { name: "hot", size_in_gb: 3, data_center: { permalink: "lab-1" } },
+    });
+    await finishedTask(disk.task.id);
+    await call("POST", "/disks/_/assign", { disk: { id: disk.disk.id }, virtual_machine: { id: vm.id } });
+    const attached = await call("POST", "/disks/_/attach", { disk: { id: disk.disk.id } });
+    expect((await finishedTask(attached.task.id)).name).toBe(
+      "Apply configuration to virtual machine (disks changed live)",
+    );
+    // The guest finds a new 3 GB disk while it keeps running.
+    const withDisk = await until(
+      "the guest to see the new disk",
+      async () => {
+        const now = await guestDisks(ipv4);
+        return now.length === before.length + 1 ? now : undefined;
+      },
+      60_000,
+    );
+    const added = withDisk.filter((line) => !before.includes(line));
+    expect(added.map((line) => line.split(" ")[1])).toEqual([String(3 * 1024 ** 3)]);
+
+    // Detached while running: the guest lets go of it, and the VM may give it back.
+    const detached = await call("POST", "/disks/_/detach", { disk: { id: disk.disk.id } });
+    expect((await finishedTask(detached.task.id)).name).toBe(
+      "Apply configuration to virtual machine (disks changed live)",
+    );
+    expect(await guestDisks(ipv4)).toEqual(before);
+    expect((await ssh(namespace, ipv4, "cat /proc/sys/kernel/random/boot_id")).stdout.trim()).toBe(bootId);
+    await call("POST", "/disks/_/unassign", { disk: { id: disk.disk.id } });
+    const read = await call("GET", `/disks/_?disk[id]=${disk.disk.id}`);
+    expect(read.disk.virtual_machine_disk).toBeNull();
+  }, 300_000);
 });

@@ -3,7 +3,8 @@ import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import type { VmDefinition } from "../../src/hosts/driver.js";
 import { agentMessage } from "../../src/hosts/qemu/agent.js";
-import { bridgeName, qemuArgs, tapName, throttling } from "../../src/hosts/qemu/args.js";
+import { bridgeName, HOTPLUG_PORTS, qemuArgs, tapName, throttling } from "../../src/hosts/qemu/args.js";
+import { reconfiguredTaskName } from "../../src/lifecycle/tasks.js";
 import { shapingCommands, unshapingCommands } from "../../src/hosts/qemu/network.js";
 import { newId } from "../../src/store/index.js";
 import { loadOrder } from "../../src/hosts/qemu/demo-template.js";
@@ -104,6 +105,57 @@ describe("QEMU command line", () => {
     expect(cloud).not.toContain("virtserialport");
     expect(throttling(undefined)).toBe("");
     expect(throttling({ megabytesPerSecond: null, iops: 100 })).toBe(",throttling.iops-total=100");
+  });
+
+  it("gives q35 machines hot-plug ports and puts their standalone disks on them; microvm has none", () => {
+    const withStandalone = {
+      ...vm,
+      disks: [
+        ...vm.disks,
+        { id: "disk_3", sizeInGb: 3, system: false, existingPath: "/disks/a,b.qcow2" },
+        { id: "disk_4", sizeInGb: 3, system: false, existingPath: "/disks/disk_4.qcow2" },
+      ],
+    };
+    const cloud = qemuArgs(
+      { ...withStandalone, template: { kind: "cloud", image: "/c.qcow2", kernel: null, initrd: null } },
+      paths,
+      "tcg",
+      "tap",
+    );
+    const devices = cloud.filter((_, i) => cloud[i - 1] === "-device");
+    expect(devices.filter((d) => d.startsWith("pcie-root-port"))).toEqual(
+      Array.from(
+        { length: HOTPLUG_PORTS },
+        (_, i) => `pcie-root-port,id=hotplug${i},chassis=${i + 1},io-reserve=0`,
+      ),
+    );
+    // The VM's own disks stay on the root bus (never detached); standalone ones take ports in order.
+    expect(devices.filter((d) => d.includes("drive=disk_"))).toEqual([
+      "virtio-blk-pci,drive=disk_1,id=disk_1-device",
+      "virtio-blk-pci,drive=disk_2,id=disk_2-device",
+      "virtio-blk-pci,drive=disk_3,id=disk_3-device,bus=hotplug0",
+      "virtio-blk-pci,drive=disk_4,id=disk_4-device,bus=hotplug1",
+    ]);
+    // A comma in a path is doubled, as QEMU's option syntax wants.
+    expect(cloud).toContain("id=disk_3,file=/disks/a,,b.qcow2,format=qcow2,if=none,cache=writeback");
+    const micro = qemuArgs(withStandalone, paths, "tcg", "tap").join(" ");
+    expect(micro).not.toContain("pcie-root-port");
+    expect(micro).not.toContain("bus=hotplug");
+  });
+
+  it("names a finished reconfiguration by when the guest took its addresses and disks", () => {
+    expect(reconfiguredTaskName({ addresses: "unchanged", disks: "unchanged" })).toBe(
+      "Apply configuration to virtual machine",
+    );
+    expect(reconfiguredTaskName({ addresses: "live", disks: "unchanged" })).toBe(
+      "Apply configuration to virtual machine (addresses applied live)",
+    );
+    expect(reconfiguredTaskName({ addresses: "unchanged", disks: "live" })).toBe(
+      "Apply configuration to virtual machine (disks changed live)",
+    );
+    expect(reconfiguredTaskName({ addresses: "next_start", disks: "next_start" })).toBe(
+      "Apply configuration to virtual machine (addresses apply at next start; disks change at next start)",
+    );
   });
 
   it("holds a tap to its speed profile: a token bucket out to the guest, a policer in from it", () => {

@@ -128,11 +128,17 @@ export class FakeDriver implements HostDriver {
     return this.act("reconfigure", definition.id, () => {
       const vm = this.vm(definition.id);
       const addresses = (d: VmDefinition) => JSON.stringify(d.interfaces.map((i) => [i.mac, i.addresses]));
-      const changed = addresses(vm.definition) !== addresses(definition);
+      const disks = (d: VmDefinition) => d.disks.map((disk) => disk.id).join(" ");
+      // The fake guest takes new addresses and disks at once while it runs, as the demo
+      // template's agent and a q35 machine's hot-plug do.
+      const taken = (changed: boolean) =>
+        !changed ? ("unchanged" as const) : vm.running ? ("live" as const) : ("next_start" as const);
+      const outcome = {
+        addresses: taken(addresses(vm.definition) !== addresses(definition)),
+        disks: taken(disks(vm.definition) !== disks(definition)),
+      };
       vm.definition = definition;
-      // The fake guest takes new addresses at once while it runs, as the demo template's agent does.
-      if (!changed) return { addresses: "unchanged" as const };
-      return { addresses: vm.running ? ("live" as const) : ("next_start" as const) };
+      return outcome;
     });
   }
 

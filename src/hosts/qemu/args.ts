@@ -32,6 +32,28 @@ export function throttling(limits: GuestDisk["limits"]): string {
 }
 
 /**
+ * PCIe root ports a q35 machine starts with for disks that may come and go while it runs:
+ * standalone disks it starts with take the first, disks attached later the free ones. A
+ * port takes a slot of the root bus; none reserves IO space (virtio on PCIe is modern-only).
+ */
+export const HOTPLUG_PORTS = 4;
+
+/** The ID of a q35 machine's `index`th hot-plug port. */
+export function hotplugPort(index: number): string {
+  return `hotplug${index}`;
+}
+
+/** A disk's drive options for `-drive` and HMP `drive_add` (pure). */
+export function driveOptions(disk: GuestDisk, path: string): string {
+  return `id=${disk.id},file=${escapeOption(path)},format=qcow2,if=none,cache=writeback${throttling(disk.limits)}`;
+}
+
+/** QEMU option values double their commas. */
+function escapeOption(value: string): string {
+  return value.replaceAll(",", ",,");
+}
+
+/**
  * The last 12 characters of an ID: its random part and the fastest-moving digits of its
  * time (IDs begin with their creation time, so IDs made together share their beginnings).
  */
@@ -99,12 +121,16 @@ export function qemuArgs(
   }
   // Drives are named by their disk's ID, so that QMP can address one (block_resize) whatever
   // disks were added since the machine started.
+  let port = 0;
+  if (!microvm) {
+    for (let i = 0; i < HOTPLUG_PORTS; i++)
+      args.push("-device", `pcie-root-port,id=${hotplugPort(i)},chassis=${i + 1},io-reserve=0`);
+  }
   for (const disk of vm.disks) {
-    args.push(
-      "-drive",
-      `id=${disk.id},file=${disk.existingPath ?? paths.disk(disk.id)},format=qcow2,if=none,cache=writeback${throttling(disk.limits)}`,
-    );
-    args.push("-device", `${device("blk")},drive=${disk.id},id=${disk.id}-device`);
+    args.push("-drive", driveOptions(disk, disk.existingPath ?? paths.disk(disk.id)));
+    // A standalone disk on q35 sits on a hot-plug port, so it can be detached while the machine runs.
+    const bus = !microvm && disk.existingPath && port < HOTPLUG_PORTS ? `,bus=${hotplugPort(port++)}` : "";
+    args.push("-device", `${device("blk")},drive=${disk.id},id=${disk.id}-device${bus}`);
   }
   args.push(
     "-drive",

@@ -36,7 +36,8 @@ import {
 } from "./args.js";
 import { NamespaceNetwork, namespacesAvailable, type Port } from "./network.js";
 import { DiskPrototypes } from "./disk-prototypes.js";
-import { qmp } from "./qmp.js";
+import { diskDevice, hotplugPorts, plugDisk, unplugDisk } from "./hotplug.js";
+import { qmp, QmpSession } from "./qmp.js";
 import { runTool } from "./run-tool.js";
 import { renderSeed } from "./seed.js";
 
@@ -179,7 +180,10 @@ export class QemuDriver implements HostDriver {
     this.accelerator ??= await this.probe(vm);
     rmSync(paths.qmp, { force: true });
     rmSync(paths.agent, { force: true });
-    writeFileSync(join(paths.directory, "started-disks.json"), JSON.stringify(vm.disks.map((d) => d.id)));
+    this.recordDisksInProcess(
+      vmId,
+      vm.disks.map((d) => d.id),
+    );
     const args = qemuArgs(vm, paths, this.accelerator, this.networking, hostTscKhz());
     const [file, argv] = this.network
       ? this.network.command("qemu-system-x86_64", args)
@@ -271,9 +275,10 @@ export class QemuDriver implements HostDriver {
    * speed limits and disk IO limits change. A running guest with Trebuchet's agent (the
    * demo template) is sent its new addresses and applies them at once; any other guest
    * reads them from the seed when it next boots (cloud-init re-applies network-config at
-   * every boot, see seed.ts). Interfaces and disks added to a running machine, memory
-   * and CPUs, take effect at its next start (microvm has no hot-plug), and the QEMU
-   * process keeps the seed it opened until then.
+   * every boot, see seed.ts). Standalone disks attached to or detached from a running
+   * q35 machine (cloud images) are hot-plugged through QMP; on microvm (kernel templates,
+   * no hot-plug) they change at its next start, as do interfaces, memory and CPUs, and the
+   * QEMU process keeps the seed it opened until then.
    */
   async reconfigure(vm: VmDefinition): Promise<Reconfigured> {
     const before = this.definition(vm.id);
@@ -285,18 +290,74 @@ export class QemuDriver implements HostDriver {
       );
       await this.connect(vm, before);
     }
-    await this.growDisks(before, vm);
     const running = (await this.state(vm.id)) === "running";
+    const disks = running
+      ? await this.plugDisks(before, vm)
+      : sameDiskSet(before, vm)
+        ? ("unchanged" as const)
+        : ("next_start" as const);
+    await this.growDisks(before, vm);
     if (running) await this.throttleDisks(before, vm);
     const seed = await writeSeed(vm, paths);
     const file = join(paths.directory, "definition.json");
     writeFileSync(`${file}.new`, JSON.stringify(vm, null, 2));
     renameSync(`${file}.new`, file);
     const addresses = seed.get("trebuchet/interfaces") ?? "";
-    if (addresses === renderSeed(before).get("trebuchet/interfaces")) return { addresses: "unchanged" };
+    if (addresses === renderSeed(before).get("trebuchet/interfaces"))
+      return { addresses: "unchanged", disks };
     const live =
       running && hasAgent(vm) && (await sendNetworkToAgent(paths.agent, addresses, AGENT_TIMEOUT_MS));
-    return { addresses: live ? "live" : "next_start" };
+    return { addresses: live ? "live" : "next_start", disks };
+  }
+
+  /**
+   * Makes a running machine's disks those of its definition where it can: on q35, a
+   * detached disk that sits on a hot-plug port is unplugged (the guest lets go of it) and
+   * an attached one goes on a free port. Answers `next_start` if any change has to wait.
+   */
+  private async plugDisks(before: VmDefinition, after: VmDefinition): Promise<Reconfigured["disks"]> {
+    const inProcess = this.startedDisks(after.id, before);
+    const wanted = new Set(after.disks.map((d) => d.id));
+    const added = after.disks.filter((d) => !inProcess.has(d.id));
+    const removed = [...inProcess].filter((id) => !wanted.has(id));
+    if (added.length === 0 && removed.length === 0) return "unchanged";
+    if (after.template.kind === "kernel") return "next_start";
+    let live = true;
+    const session = await QmpSession.open(this.paths(after.id).qmp);
+    try {
+      const ports = await hotplugPorts(session);
+      for (const diskId of removed) {
+        const port = [...ports].find(([, device]) => device === diskDevice(diskId))?.[0];
+        if (!port) {
+          live = false;
+          continue;
+        }
+        await unplugDisk(session, diskId, UNPLUG_TIMEOUT_MS);
+        ports.set(port, null);
+        inProcess.delete(diskId);
+        this.recordDisksInProcess(after.id, [...inProcess]);
+      }
+      for (const disk of added) {
+        const port = [...ports].find(([, device]) => device === null)?.[0];
+        if (!port || !disk.existingPath) {
+          live = false;
+          continue;
+        }
+        await plugDisk(session, disk, disk.existingPath, port);
+        ports.set(port, diskDevice(disk.id));
+        inProcess.add(disk.id);
+        this.recordDisksInProcess(after.id, [...inProcess]);
+      }
+    } finally {
+      session.close();
+    }
+    return live ? "live" : "next_start";
+  }
+
+  private recordDisksInProcess(vmId: string, diskIds: string[]): void {
+    const file = join(this.paths(vmId).directory, "started-disks.json");
+    writeFileSync(`${file}.new`, JSON.stringify(diskIds));
+    renameSync(`${file}.new`, file);
   }
 
   /** A running machine's disks whose IO profile changed get its limits through QMP. */
@@ -344,7 +405,7 @@ export class QemuDriver implements HostDriver {
     }
   }
 
-  /** The disks the VM's process was started with (recorded at start; else its definition then). */
+  /** The disks the VM's process has open (recorded at start and at each hot-plug; else its definition then). */
   private startedDisks(vmId: string, fallback: VmDefinition): Set<string> {
     const file = join(this.paths(vmId).directory, "started-disks.json");
     const ids = existsSync(file)
@@ -432,6 +493,17 @@ export class QemuDriver implements HostDriver {
 
 /** How long a reconfiguration waits for the guest's agent to apply new addresses. */
 const AGENT_TIMEOUT_MS = 10_000;
+/** How long a guest may take to let go of a disk unplugged from its running machine. */
+const UNPLUG_TIMEOUT_MS = 30_000;
+
+function sameDiskSet(before: VmDefinition, after: VmDefinition): boolean {
+  const ids = (vm: VmDefinition) =>
+    vm.disks
+      .map((d) => d.id)
+      .sort()
+      .join(" ");
+  return ids(before) === ids(after);
+}
 
 function ports(vm: VmDefinition): Port[] {
   return vm.interfaces.map((nic) => ({
