@@ -14,6 +14,7 @@ import {
   finishTask,
   reconfiguredTaskName,
   heartbeat,
+  joinVmOnceBuilt,
   LeaseHolder,
   LeaseLost,
   recordObservedState,
@@ -315,7 +316,9 @@ export class Worker {
         await driver.destroyDisk(diskId);
       } else throw new Error(`a disk has no ${task.action} action`);
       if (lost()) throw new LeaseLost(task.lease);
-      await this.write(() => finishDiskTask(this.db, task, path === undefined ? {} : { path }));
+      await this.write(() =>
+        finishDiskTask(this.db, task, path === undefined ? {} : { path }, joinVmOnceBuilt),
+      );
     } catch (error) {
       if (error instanceof LeaseLost) return this.abandon(task.lease, diskId);
       if (isDatabaseUnavailable(error) && this.stopping.signal.aborted) return;

@@ -45,6 +45,8 @@ export interface NewDisk {
   storageSpeed: string;
   ioProfileId: string | null;
   fileSystemType: string | null;
+  /** Built on this VM's host and given to it once built (`virtual_machine_disk`); attached too when `attach`. */
+  forVm?: { vm: Row<"virtual_machines">; attach: boolean };
 }
 
 /** Is this disk part of its VM's machine (in its definition)? An assigned but detached standalone disk waits outside. */
@@ -68,22 +70,29 @@ async function lockDisk(trx: Transaction<Database>, diskId: string) {
   return disk;
 }
 
-/** Records a new empty disk on the first host of its data center with room, and queues its build. */
+/**
+ * Records a new empty disk and queues its build: on its VM's host for a disk made for a
+ * VM, else on the first host of its data center with room.
+ */
 export function createDisk(
   db: Kysely<Database>,
   spec: NewDisk,
 ): Promise<{ disk: Row<"disks">; task: QueuedTask }> {
   return retryingConflicts(() =>
     db.transaction().execute(async (trx) => {
-      const hosts = await lockedForUpdate(
-        trx,
-        trx
-          .selectFrom("hosts")
-          .innerJoin("zones", "zones.id", "hosts.zone_id")
-          .selectAll("hosts")
-          .where("zones.data_center_id", "=", spec.dataCenterId)
-          .orderBy("hosts.name"),
-      ).execute();
+      const forVm = spec.forVm?.vm;
+      if (forVm && (forVm.host_id === null || forVm.deleted_at !== null || forVm.state === "failed"))
+        throw new DiskRefused("unable_to_assign", "the virtual machine has no host to build the disk on");
+      let candidates = trx
+        .selectFrom("hosts")
+        .innerJoin("zones", "zones.id", "hosts.zone_id")
+        .selectAll("hosts")
+        .where("zones.data_center_id", "=", spec.dataCenterId)
+        .orderBy("hosts.name");
+      if (forVm) candidates = candidates.where("hosts.id", "=", forVm.host_id!);
+      const hosts = await lockedForUpdate(trx, candidates).execute();
+      if (forVm && hosts.length === 0)
+        throw new DiskRefused("unable_to_assign", "the virtual machine is in another data center");
       let chosen: Row<"hosts"> | undefined;
       for (const host of hosts) {
         const used = await usageOf(trx, host.id, "");
@@ -112,6 +121,8 @@ export function createDisk(
         host_id: chosen.id,
         path: null,
         state: "pending",
+        build_for_vm_id: forVm?.id ?? null,
+        attach_when_built: spec.forVm?.attach ? 1 : 0,
         created_at: now(),
       };
       await insertRow(trx, "disks", disk);
@@ -119,6 +130,42 @@ export function createDisk(
       return { disk, task };
     }),
   );
+}
+
+/**
+ * A disk built for a VM joins it (in the build's own transaction): assigned, and attached
+ * with a reconfiguration of the VM when asked for and the VM takes changes now; a VM gone
+ * meanwhile leaves the disk with the organization, unassigned.
+ */
+export async function joinVmOnceBuilt(trx: Transaction<Database>, diskId: string): Promise<void> {
+  const disk = await trx.selectFrom("disks").selectAll().where("id", "=", diskId).executeTakeFirst();
+  if (!disk?.build_for_vm_id || disk.state !== "ready") return;
+  await trx.updateTable("disks").set({ build_for_vm_id: null }).where("id", "=", diskId).execute();
+  const vm = await vmTakingChanges(trx, disk.build_for_vm_id);
+  const stillThere = await trx
+    .selectFrom("virtual_machines")
+    .select(["id", "host_id"])
+    .where("id", "=", disk.build_for_vm_id)
+    .where("deleted_at", "is", null)
+    .where("purged_at", "is", null)
+    .executeTakeFirst();
+  if (!stillThere || stillThere.host_id !== disk.host_id) return;
+  const last = await trx
+    .selectFrom("disks")
+    .select((eb) => eb.fn.max("position").as("position"))
+    .where("virtual_machine_id", "=", stillThere.id)
+    .executeTakeFirst();
+  const attach = disk.attach_when_built === 1 && vm !== undefined;
+  await trx
+    .updateTable("disks")
+    .set({
+      virtual_machine_id: stillThere.id,
+      position: Number(last?.position ?? 0) + 1,
+      ...(attach ? { state: "attached" as const } : {}),
+    })
+    .where("id", "=", diskId)
+    .execute();
+  if (attach) await reconfigureTask(trx, stillThere.id);
 }
 
 /** A disk no VM has goes to the trash (its file stays on its host until the purge). */

@@ -361,16 +361,20 @@ export function finishDiskTask(
   db: Kysely<Database>,
   task: ClaimedTask,
   outcome: { path?: string; failure?: string },
+  /** What a built disk does next, in the same transaction (joinVmOnceBuilt). */
+  onBuilt?: (trx: Transaction<Database>, diskId: string) => Promise<void>,
 ): Promise<void> {
   return withLease(db, task.lease, async (trx) => {
     const failed = outcome.failure !== undefined;
-    if (task.action === "build_disk")
+    if (task.action === "build_disk") {
       await trx
         .updateTable("disks")
         .set(failed || !outcome.path ? { state: "failed" } : { state: "ready", path: outcome.path })
         .where("id", "=", task.vmId)
         .where("state", "=", "pending")
         .execute();
+      if (!failed && onBuilt) await onBuilt(trx, task.vmId);
+    }
     if (task.action === "purge" && !failed) await diskPurged(trx, task.vmId);
     await trx
       .updateTable("tasks")

@@ -5,6 +5,7 @@ import * as lifecycle from "./migrations/0003-lifecycle.js";
 import * as columnDefaults from "./migrations/0004-column-defaults.js";
 import * as vmResources from "./migrations/0005-vm-resources.js";
 import * as backupPolicySchedules from "./migrations/0006-backup-policy-schedules.js";
+import * as disksBuiltForAVm from "./migrations/0007-disks-built-for-a-vm.js";
 
 /** Every migration, in order. Names are permanent once released. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -14,6 +15,7 @@ const MIGRATIONS: Record<string, Migration> = {
   "0004-column-defaults": columnDefaults,
   "0005-vm-resources": vmResources,
   "0006-backup-policy-schedules": backupPolicySchedules,
+  "0007-disks-built-for-a-vm": disksBuiltForAVm,
 };
 
 export interface MigrationReport {

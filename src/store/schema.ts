@@ -288,6 +288,10 @@ export interface DisksTable {
   host_id: string | null;
   path: string | null;
   state: "pending" | "ready" | "attached" | "deleting" | "deleted" | "failed";
+  /** A standalone disk being built for a VM (`virtual_machine_disk` at creation): assigned to it once built. */
+  build_for_vm_id: string | null;
+  /** ...and then attached too. Defaults to 0 in the schema. */
+  attach_when_built: Generated<Flag>;
   created_at: Timestamp;
 }
 

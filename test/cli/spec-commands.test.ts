@@ -96,6 +96,7 @@ describe("trebuchet admin migrate", () => {
         "0004-column-defaults",
         "0005-vm-resources",
         "0006-backup-policy-schedules",
+        "0007-disks-built-for-a-vm",
       ],
       pending: [],
     });

@@ -350,6 +350,80 @@ describe.each(DIALECTS)("the worker on %s", (dialect) => {
     expect(gone.json().error.code).toBe("disk_not_found");
   });
 
+  it("builds a disk made for a VM on the VM's host and gives it to the VM once built: attached, or only assigned", async () => {
+    await setup(2);
+    const db = api.server.store.db;
+    // The first host has room for a small disk, not for a VM: the VM goes to local-2.
+    await db.updateTable("hosts").set({ disk_in_gb: 3 }).where("name", "=", "local").execute();
+    const { worker: w, driver } = worker("local-2");
+    await w.start();
+    const vm = (await finished((await build("for-disks")).virtual_machine_build.id)).virtual_machine_id!;
+    const vmRow = await db
+      .selectFrom("virtual_machines")
+      .selectAll()
+      .where("id", "=", vm)
+      .executeTakeFirstOrThrow();
+    const create = (virtualMachineDisk: Record<string, unknown>, t = token) =>
+      api.call("POST", "/core/v1/organizations/_/disks", {
+        token: t,
+        body: {
+          organization: { sub_domain: t === token ? "acme" : "globex" },
+          properties: {
+            name: "for-vm",
+            size_in_gb: 2,
+            data_center: { permalink: "lab-1" },
+            virtual_machine_disk: virtualMachineDisk,
+          },
+        },
+      });
+    const taskDone = (id: string) =>
+      until(async () => {
+        const task = await db.selectFrom("tasks").selectAll().where("id", "=", id).executeTakeFirstOrThrow();
+        return task.status === "completed" || task.status === "failed" ? task : undefined;
+      });
+
+    const attached = await create({ virtual_machine: { id: vm }, attach: true });
+    expect(attached.statusCode, attached.body).toBe(201);
+    const attachedId = attached.json().disk.id as string;
+    const row = await db
+      .selectFrom("disks")
+      .selectAll()
+      .where("id", "=", attachedId)
+      .executeTakeFirstOrThrow();
+    // Built on the VM's host, though the data center's first host has room for it.
+    const hostOf = (id: string | null) =>
+      db.selectFrom("hosts").select("name").where("id", "=", id!).executeTakeFirstOrThrow();
+    expect((await hostOf(vmRow.host_id)).name).toBe("local-2");
+    expect((await hostOf(row.host_id)).name).toBe("local-2");
+    expect(row.virtual_machine_id).toBeNull();
+    expect((await taskDone(attached.json().task.id)).status).toBe("completed");
+    const read = (id: string) =>
+      api.call("GET", `/core/v1/disks/_?disk[id]=${id}`, { token }).then((r) => r.json());
+    expect((await read(attachedId)).disk.virtual_machine_disk).toMatchObject({
+      state: "attached",
+      virtual_machine: { id: vm },
+    });
+    // Its VM's reconfiguration puts it in the machine.
+    await until(async () =>
+      driver.vms.get(vm)!.definition.disks.some((d) => d.id === attachedId) ? true : undefined,
+    );
+
+    const assigned = await create({ virtual_machine: { fqdn: vmRow.fqdn } });
+    expect(assigned.statusCode, assigned.body).toBe(201);
+    expect((await taskDone(assigned.json().task.id)).status).toBe("completed");
+    expect((await read(assigned.json().disk.id)).disk.virtual_machine_disk).toMatchObject({
+      state: "detached",
+      virtual_machine: { id: vm },
+    });
+    expect(driver.vms.get(vm)!.definition.disks.map((d) => d.id)).not.toContain(assigned.json().disk.id);
+
+    // Another organization's VM is not found; a new disk is no boot disk.
+    const stranger = await create({ virtual_machine: { id: vm }, attach: true }, await api.token("globex"));
+    expect([stranger.statusCode, stranger.json().error.code]).toEqual([404, "virtual_machine_not_found"]);
+    const boot = await create({ virtual_machine: { id: vm }, boot: true });
+    expect([boot.statusCode, boot.json().error.code]).toEqual([422, "validation_error"]);
+  });
+
   it("a purge gives back the addresses made for the VM and leaves the organization's own with it", async () => {
     await setup();
     const { worker: w } = worker();

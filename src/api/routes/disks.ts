@@ -12,6 +12,7 @@ import {
 import { ApiError, missingArgument } from "../../errors.js";
 import type { Row } from "../../store/index.js";
 import {
+  booleanArgument,
   enumArgument,
   integerArgument,
   keyValueArray,
@@ -65,6 +66,25 @@ function diskError(error: unknown): unknown {
     case "invalid":
       return new ApiError("validation_error", { errors: [error.message] });
   }
+}
+
+/**
+ * `virtual_machine_disk` of a new disk: the VM (the organization's) it is built for, and
+ * whether it is attached once built (`attach`, default false: assigned only). A disk
+ * starts as a data disk of a running system: `boot: true` is refused.
+ */
+async function builtForVm(
+  context: OperationContext,
+  properties: ArgumentBag,
+  organizationId: string,
+): Promise<{ vm: Row<"virtual_machines">; attach: boolean } | undefined> {
+  const attachment = objectArgument(properties, "virtual_machine_disk");
+  if (!attachment) return undefined;
+  if (booleanArgument(attachment, "boot"))
+    throw new ApiError("validation_error", { errors: ["A new disk cannot be a boot disk"] });
+  const vm = await findVirtualMachine({ ...context, args: attachment, segments: {} });
+  if (vm.organization_id !== organizationId) throw new ApiError("virtual_machine_not_found");
+  return { vm, attach: booleanArgument(attachment, "attach") ?? false };
 }
 
 async function freshView(context: OperationContext, diskId: string) {
@@ -155,12 +175,7 @@ export const diskOperations: Operation[] = [
         .where(dcLookup.key, "=", dcLookup.value)
         .executeTakeFirst();
       if (!dc) throw new ApiError("data_center_not_found");
-      if (properties.virtual_machine_disk !== undefined && properties.virtual_machine_disk !== null)
-        throw new ApiError("validation_error", {
-          errors: [
-            "virtual_machine_disk is not supported here yet: assign and attach the disk once it is built",
-          ],
-        });
+      const forVm = await builtForVm(context, properties, org.id);
       const storageSpeed = enumArgument(properties, "storage_speed", ["nvme", "ssd"] as const) ?? "nvme";
       const fileSystem = enumArgument(properties, "initial_file_system", ["ext4", "xfs"] as const) ?? null;
       const ioProfileId = await ioProfileOf(context, properties);
@@ -174,6 +189,7 @@ export const diskOperations: Operation[] = [
           storageSpeed,
           ioProfileId,
           fileSystemType: fileSystem,
+          ...(forVm ? { forVm } : {}),
         }),
       );
       if (annotations.length > 0) await setAnnotations(context, disk.id, annotations);
