@@ -306,6 +306,12 @@ export class Worker {
         );
         this.log(`task ${task.taskId}: grow disk ${diskId} to ${disk.size_in_gb} GB`);
         await driver.growDisk(diskId, disk.size_in_gb);
+      } else if (task.action === "shrink_disk") {
+        const disk = await this.write(() =>
+          this.db.selectFrom("disks").select("size_in_gb").where("id", "=", diskId).executeTakeFirstOrThrow(),
+        );
+        this.log(`task ${task.taskId}: shrink disk ${diskId} to ${disk.size_in_gb} GB`);
+        await driver.shrinkDisk(diskId, disk.size_in_gb);
       } else if (task.action === "disk_io_profile") {
         // The limits are the QEMU process's, set from the definition when a machine opens the disk.
         this.log(
@@ -332,7 +338,12 @@ export class Worker {
 
   private async executeTask(task: ClaimedTask, lost: () => boolean): Promise<void> {
     if (task.objectType === "Disk") return this.executeDiskTask(task, lost);
-    if (task.action === "build_disk" || task.action === "resize_disk" || task.action === "disk_io_profile")
+    if (
+      task.action === "build_disk" ||
+      task.action === "resize_disk" ||
+      task.action === "shrink_disk" ||
+      task.action === "disk_io_profile"
+    )
       throw new Error(`task ${task.taskId}: a VM has no ${task.action} action`);
     const { driver } = this.options;
     const { vmId } = task;

@@ -13,6 +13,7 @@ export interface DriverCall {
     | "waitReady"
     | "createDisk"
     | "growDisk"
+    | "shrinkDisk"
     | "destroyDisk";
   vmId: string;
   startedAt: number;
@@ -92,6 +93,9 @@ export class LoggedDriver implements HostDriver {
   }
   growDisk(diskId: string, sizeInGb: number): Promise<void> {
     return this.act("growDisk", diskId, () => this.inner.growDisk(diskId, sizeInGb));
+  }
+  shrinkDisk(diskId: string, sizeInGb: number): Promise<void> {
+    return this.act("shrinkDisk", diskId, () => this.inner.shrinkDisk(diskId, sizeInGb));
   }
   destroyDisk(diskId: string): Promise<void> {
     return this.act("destroyDisk", diskId, () => this.inner.destroyDisk(diskId));

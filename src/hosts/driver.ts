@@ -120,6 +120,11 @@ export interface HostDriver {
   createDisk(diskId: string, sizeInGb: number): Promise<string>;
   /** Grows a standalone disk that no VM has attached (attached ones grow with `reconfigure`). */
   growDisk(diskId: string, sizeInGb: number): Promise<void>;
+  /**
+   * Shrinks a standalone disk that no machine has open (offline), its filesystem first
+   * where it holds one that can shrink; refuses (HostError) what would lose data.
+   */
+  shrinkDisk(diskId: string, sizeInGb: number): Promise<void>;
   /** Removes a standalone disk; one already gone is fine. */
   destroyDisk(diskId: string): Promise<void>;
   /** Stops the VM and removes everything `create` made. Safe to call on a half-created VM. */

@@ -122,6 +122,7 @@ export function createDisk(
         path: null,
         state: "pending",
         build_for_vm_id: forVm?.id ?? null,
+        size_before_resize_in_gb: null,
         attach_when_built: spec.forVm?.attach ? 1 : 0,
         created_at: now(),
       };
@@ -249,24 +250,11 @@ export function unassignDisk(db: Kysely<Database>, diskId: string): Promise<Row<
   );
 }
 
-/** Does the VM's machine take disks in and out while it runs (q35, for cloud images)? */
-async function hotPlugs(
-  trx: Transaction<Database>,
-  vm: { disk_template_version_id: string | null },
-): Promise<boolean> {
-  if (vm.disk_template_version_id === null) return false;
-  const version = await trx
-    .selectFrom("disk_template_versions")
-    .select("image_kind")
-    .where("id", "=", vm.disk_template_version_id)
-    .executeTakeFirst();
-  return version?.image_kind === "cloud";
-}
-
 /**
  * Attaches an assigned disk to its VM's machine, or detaches it: the VM's definition
  * changes (a `reconfigure` task, answered here). A running q35 machine takes the change
- * at once (hot-plug); others from their next start. The task's name says which.
+ * at once (hot-plug); a running microvm lets go of a detached disk at once and takes an
+ * attached one from its next start. The task's name says which.
  */
 export function setDiskAttached(
   db: Kysely<Database>,
@@ -288,14 +276,6 @@ export function setDiskAttached(
         throw new DiskRefused(
           "vm_not_ready",
           "the disk's virtual machine takes no changes now (being built, failed or in the trash)",
-        );
-      // A q35 machine (cloud images) lets go of a disk while it runs; microvm (kernel
-      // templates) has no hot-unplug, so its disk is detached, and free for another VM,
-      // only while the VM is stopped.
-      if (!attached && disk.state === "attached" && vm.state !== "stopped" && !(await hotPlugs(trx, vm)))
-        throw new DiskRefused(
-          "vm_not_ready",
-          "stop the virtual machine to detach the disk (its machine type has no hot-unplug)",
         );
       const state = attached ? ("attached" as const) : ("ready" as const);
       if (disk.state !== state)
@@ -348,34 +328,62 @@ export async function renameDisk(db: Kysely<Database>, diskId: string, name: str
 }
 
 /**
- * Grows a disk (never shrinks it). One in its VM's machine grows through the VM's
- * `reconfigure` task (a running guest sees the new size at once); one no machine has,
- * through a `Resize disk` task of its own. Answers the task.
+ * Resizes a disk. One in its VM's machine grows through the VM's `reconfigure` task (a
+ * running guest sees the new size at once); one no machine has, through a `Resize disk`
+ * task of its own, or shrinks, offline only, through a `Shrink disk` task. Answers the task.
  */
-export function resizeDisk(db: Kysely<Database>, diskId: string, sizeInGb: number): Promise<QueuedTask> {
+export function resizeDisk(
+  db: Kysely<Database>,
+  diskId: string,
+  sizeInGb: number,
+  method: "online" | "offline" | undefined,
+): Promise<QueuedTask> {
   return retryingConflicts(() =>
     db.transaction().execute(async (trx) => {
       const disk = await lockDisk(trx, diskId);
-      if (sizeInGb <= disk.size_in_gb)
-        throw new DiskRefused("invalid", `a disk only grows: it has ${disk.size_in_gb} GB`);
+      if (sizeInGb === disk.size_in_gb)
+        throw new DiskRefused("invalid", `the disk already has ${disk.size_in_gb} GB`);
       if (disk.state === "pending" || disk.state === "failed")
         throw new DiskRefused(
           "invalid",
           `the disk is ${disk.state === "pending" ? "still being built" : "failed"}`,
         );
       if (disk.shared === 1) throw new DiskRefused("invalid", "a shared disk is resized by the operator");
+      const inMachine = disk.virtual_machine_id !== null && inDefinition(disk);
+      if (sizeInGb < disk.size_in_gb) {
+        // Shrinking rewrites the image (and its filesystem) with nothing holding it open.
+        if (method !== "offline")
+          throw new DiskRefused("invalid", "a disk shrinks only offline: give resize_method offline");
+        if (inMachine)
+          throw new DiskRefused(
+            "invalid",
+            disk.path === null
+              ? "a disk made with its virtual machine does not shrink"
+              : "detach the disk from its virtual machine to shrink it",
+          );
+        await trx
+          .updateTable("disks")
+          .set({ size_in_gb: sizeInGb, size_before_resize_in_gb: disk.size_in_gb })
+          .where("id", "=", disk.id)
+          .execute();
+        return enqueue(trx, disk, "shrink_disk");
+      }
       const short = await shortOfRoom(trx, disk.host_id, { memory: 0, disk: sizeInGb - disk.size_in_gb });
       if (short) throw new DiskRefused("no_room", short);
-      if (disk.virtual_machine_id !== null && inDefinition(disk)) {
-        if (!(await vmTakingChanges(trx, disk.virtual_machine_id)))
+      if (inMachine) {
+        if (!(await vmTakingChanges(trx, disk.virtual_machine_id!)))
           throw new DiskRefused(
             "vm_not_ready",
             "the disk's virtual machine takes no changes now (being built, failed or in the trash)",
           );
         await trx.updateTable("disks").set({ size_in_gb: sizeInGb }).where("id", "=", disk.id).execute();
-        return reconfigureTask(trx, disk.virtual_machine_id);
+        return reconfigureTask(trx, disk.virtual_machine_id!);
       }
-      await trx.updateTable("disks").set({ size_in_gb: sizeInGb }).where("id", "=", disk.id).execute();
+      await trx
+        .updateTable("disks")
+        .set({ size_in_gb: sizeInGb, size_before_resize_in_gb: disk.size_in_gb })
+        .where("id", "=", disk.id)
+        .execute();
       return enqueue(trx, disk, "resize_disk");
     }),
   );

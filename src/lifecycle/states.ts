@@ -97,7 +97,7 @@ export type ActionDecision =
  * `reconfigure` act on it.
  */
 /** What a VM's own queue runs (a standalone disk's build and resize are the disk's). */
-export type DiskTaskAction = "build_disk" | "resize_disk" | "disk_io_profile";
+export type DiskTaskAction = "build_disk" | "resize_disk" | "shrink_disk" | "disk_io_profile";
 export type VmTaskAction = Exclude<TaskAction, DiskTaskAction>;
 
 export function decideAction(action: VmTaskAction, power: PowerState): ActionDecision {

@@ -30,6 +30,7 @@ export const TASK_NAMES: Record<TaskAction, string> = {
   reconfigure: "Apply configuration to virtual machine",
   build_disk: "Build disk",
   resize_disk: "Resize disk",
+  shrink_disk: "Shrink disk",
   disk_io_profile: "Change disk IO profile",
 };
 
@@ -374,6 +375,20 @@ export function finishDiskTask(
         .where("state", "=", "pending")
         .execute();
       if (!failed && onBuilt) await onBuilt(trx, task.vmId);
+    }
+    if (task.action === "resize_disk" || task.action === "shrink_disk") {
+      // A resize the host refused leaves the disk as it was.
+      const disk = await trx
+        .selectFrom("disks")
+        .select("size_before_resize_in_gb")
+        .where("id", "=", task.vmId)
+        .executeTakeFirst();
+      const before = disk?.size_before_resize_in_gb ?? null;
+      await trx
+        .updateTable("disks")
+        .set({ size_before_resize_in_gb: null, ...(failed && before !== null ? { size_in_gb: before } : {}) })
+        .where("id", "=", task.vmId)
+        .execute();
     }
     if (task.action === "purge" && !failed) await diskPurged(trx, task.vmId);
     await trx

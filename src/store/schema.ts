@@ -292,6 +292,8 @@ export interface DisksTable {
   build_for_vm_id: string | null;
   /** ...and then attached too. Defaults to 0 in the schema. */
   attach_when_built: Generated<Flag>;
+  /** The size a standalone disk had before a resize its own task carries out (restored if it fails). */
+  size_before_resize_in_gb: number | null;
   created_at: Timestamp;
 }
 
@@ -378,7 +380,7 @@ export interface BuildsTable {
  * What a VM's queued task does: power actions; `delete` (to the trash: powered off,
  * everything kept); `purge` (out of the trash: destroyed on its host, what it held given
  * back); `reconfigure` (its host applies a changed definition: addresses, interfaces,
- * disks). A standalone disk's tasks: `build_disk`, `resize_disk`, `disk_io_profile`
+ * disks). A standalone disk's tasks: `build_disk`, `resize_disk`, `shrink_disk` (offline), `disk_io_profile`
  * (a disk no machine has open takes its limits when one opens it), and `purge` out of
  * the trash.
  */
@@ -392,6 +394,7 @@ export const TASK_ACTIONS = [
   "reconfigure",
   "build_disk",
   "resize_disk",
+  "shrink_disk",
   "disk_io_profile",
 ] as const;
 export type TaskAction = (typeof TASK_ACTIONS)[number];

@@ -248,6 +248,19 @@ describe("a VM's life after its build (real QEMU)", () => {
     }[];
     expect(restarted.find((b) => b.device === systemDisk.id)?.inserted?.bps).toBe(10 * 1024 * 1024);
 
+    // The disk detached from the running microvm (no hot-unplug): QEMU closes its drive at
+    // once, so the guest's vdc answers I/O errors and no process holds the file.
+    const diskDetached = await call("POST", "/disks/_/detach", { disk: { id: disk.disk.id } });
+    expect((await finishedTask(diskDetached.task.id)).name).toBe(
+      "Apply configuration to virtual machine (disks changed live)",
+    );
+    const openDrives = (await qmp(qmpSocket, "query-block")) as { device: string }[];
+    expect(openDrives.map((b) => b.device)).not.toContain(disk.disk.id);
+    // Far from what the guest read when the disk appeared, so no cache answers for it.
+    const read = await ssh(namespace, v4, "dd if=/dev/vdc of=/dev/null bs=4096 count=1 skip=200000");
+    expect(read.code).not.toBe(0);
+    await call("POST", "/disks/_/unassign", { disk: { id: disk.disk.id } });
+
     // Detached (its tap leaves the bridge at once) and deleted.
     const nicDetached = await call("POST", "/virtual_machine_network_interfaces/_/detach", {
       virtual_machine_network_interface: { id: nic.id },

@@ -323,21 +323,38 @@ describe.each(DIALECTS)("the worker on %s", (dialect) => {
       body: { disk: { id: diskId } },
     });
     expect(stillAttached.json().error.code).toBe("unable_to_unassign");
-    // A running machine keeps its disks (no hot-unplug): detached only while stopped.
-    const running = await api.call("POST", "/core/v1/disks/_/detach", {
-      token,
-      body: { disk: { id: diskId } },
-    });
-    expect(running.statusCode).toBe(406);
-    expect(running.json().error.code).toBe("task_queueing_error");
-    expect(
-      (await taskDone((await call("POST", `/virtual_machines/_/stop?virtual_machine[id]=${vm}`, {})).task.id))
-        .status,
-    ).toBe("completed");
+    // Detached from the running VM: its host lets go of the disk at once.
     const detached = await call("POST", "/disks/_/detach", { disk: { id: diskId } });
-    expect((await taskDone(detached.task.id)).status).toBe("completed");
+    expect(await taskDone(detached.task.id)).toMatchObject({
+      status: "completed",
+      name: "Apply configuration to virtual machine (disks changed live)",
+    });
     expect(definitionDisks()).not.toContain(diskId);
     await call("POST", "/disks/_/unassign", { disk: { id: diskId } });
+
+    // Shrunk, offline only; a shrink the host refuses leaves the disk its size.
+    const online = await api.call("PUT", "/core/v1/disks/_/resize", {
+      token,
+      body: { disk: { id: diskId }, size_in_gb: 3 },
+    });
+    expect([online.statusCode, online.json().error.code]).toEqual([422, "validation_error"]);
+    driver.failNext.shrinkDisk = "the disk holds data beyond 3 GB";
+    const refused = await call("PUT", "/disks/_/resize", {
+      disk: { id: diskId },
+      size_in_gb: 3,
+      resize_method: "offline",
+    });
+    expect(refused.disk.size_in_gb).toBe(3);
+    expect(await taskDone(refused.task.id)).toMatchObject({ status: "failed", name: "Shrink disk" });
+    expect((await call("GET", `/disks/_?disk[id]=${diskId}`, {})).disk.size_in_gb).toBe(7);
+    const shrunk = await call("PUT", "/disks/_/resize", {
+      disk: { id: diskId },
+      size_in_gb: 3,
+      resize_method: "offline",
+    });
+    expect(await taskDone(shrunk.task.id)).toMatchObject({ status: "completed", name: "Shrink disk" });
+    expect(driver.disks.get(diskId)).toBe(3);
+    expect((await call("GET", `/disks/_?disk[id]=${diskId}`, {})).disk.size_in_gb).toBe(3);
 
     // Deleted to the trash, then purged: its file is gone from the host.
     const deleted = await call("DELETE", "/disks/_", { disk: { id: diskId } });

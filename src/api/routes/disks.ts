@@ -291,9 +291,12 @@ export const diskOperations: Operation[] = [
       const disk = await findDisk(context);
       const sizeInGb = integerArgument(context.args, "size_in_gb");
       if (sizeInGb === undefined) throw missingArgument(["size_in_gb"]);
-      if (sizeInGb > 16_384)
-        throw new ApiError("validation_error", { errors: ["Size in GB must be at most 16384"] });
-      const task = await inKatapultWords(diskError, () => resizeDisk(context.services.db, disk.id, sizeInGb));
+      if (sizeInGb < 1 || sizeInGb > 16_384)
+        throw new ApiError("validation_error", { errors: ["Size in GB must be between 1 and 16384"] });
+      const method = enumArgument(context.args, "resize_method", ["online", "offline"] as const);
+      const task = await inKatapultWords(diskError, () =>
+        resizeDisk(context.services.db, disk.id, sizeInGb, method),
+      );
       context.services.notifyWork?.();
       return { body: { disk: await freshView(context, disk.id), task: present.task(task) } };
     },

@@ -29,7 +29,7 @@ export class FakeDriver implements HostDriver {
   /** `operation vmId`, in the order the calls arrived. */
   readonly calls: string[] = [];
   /** Make the next operation of this kind fail (for failure paths). */
-  failNext: Partial<Record<"create" | "start" | "ready", string>> = {};
+  failNext: Partial<Record<"create" | "start" | "ready" | "shrinkDisk", string>> = {};
   /** How long a boot takes (ms). */
   bootMs = 20;
   /** How long each operation on a VM takes (ms). */
@@ -52,7 +52,7 @@ export class FakeDriver implements HostDriver {
     return body();
   }
 
-  private failing(kind: "create" | "start"): void {
+  private failing(kind: "create" | "start" | "shrinkDisk"): void {
     const reason = this.failNext[kind];
     if (reason === undefined) return;
     delete this.failNext[kind];
@@ -153,6 +153,14 @@ export class FakeDriver implements HostDriver {
     return this.act("growDisk", diskId, () => {
       if (!this.disks.has(diskId)) throw new HostError(`disk ${diskId} does not exist on host ${this.name}`);
       this.disks.set(diskId, Math.max(sizeInGb, this.disks.get(diskId)!));
+    });
+  }
+
+  shrinkDisk(diskId: string, sizeInGb: number): Promise<void> {
+    return this.act("shrinkDisk", diskId, () => {
+      this.failing("shrinkDisk");
+      if (!this.disks.has(diskId)) throw new HostError(`disk ${diskId} does not exist on host ${this.name}`);
+      this.disks.set(diskId, Math.min(sizeInGb, this.disks.get(diskId)!));
     });
   }
 

@@ -36,10 +36,11 @@ import {
 } from "./args.js";
 import { NamespaceNetwork, namespacesAvailable, type Port } from "./network.js";
 import { DiskPrototypes } from "./disk-prototypes.js";
-import { diskDevice, hotplugPorts, plugDisk, unplugDisk } from "./hotplug.js";
+import { closeDrive, diskDevice, hotplugPorts, plugDisk, unplugDisk } from "./hotplug.js";
 import { qmp, QmpSession } from "./qmp.js";
 import { runTool } from "./run-tool.js";
 import { renderSeed } from "./seed.js";
+import { shrinkImage } from "./shrink.js";
 
 const exec = promisify(execFile);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -277,8 +278,9 @@ export class QemuDriver implements HostDriver {
    * reads them from the seed when it next boots (cloud-init re-applies network-config at
    * every boot, see seed.ts). Standalone disks attached to or detached from a running
    * q35 machine (cloud images) are hot-plugged through QMP; on microvm (kernel templates,
-   * no hot-plug) they change at its next start, as do interfaces, memory and CPUs, and the
-   * QEMU process keeps the seed it opened until then.
+   * no hot-plug) a detached disk's drive is closed at once and an attached one joins at
+   * its next start, as do interfaces, memory and CPUs; the QEMU process keeps the seed it
+   * opened until then.
    */
   async reconfigure(vm: VmDefinition): Promise<Reconfigured> {
     const before = this.definition(vm.id);
@@ -321,10 +323,20 @@ export class QemuDriver implements HostDriver {
     const added = after.disks.filter((d) => !inProcess.has(d.id));
     const removed = [...inProcess].filter((id) => !wanted.has(id));
     if (added.length === 0 && removed.length === 0) return "unchanged";
-    if (after.template.kind === "kernel") return "next_start";
     let live = true;
     const session = await QmpSession.open(this.paths(after.id).qmp);
     try {
+      if (after.template.kind === "kernel") {
+        // microvm has no hot-plug: a detached disk's drive is closed at once (the guest
+        // keeps an empty device, which answers I/O errors, until its next start), so no
+        // process holds the disk any more; an attached one waits for the next start.
+        for (const diskId of removed) {
+          await closeDrive(session, diskId);
+          inProcess.delete(diskId);
+          this.recordDisksInProcess(after.id, [...inProcess]);
+        }
+        return added.length === 0 ? "live" : "next_start";
+      }
       const ports = await hotplugPorts(session);
       for (const diskId of removed) {
         const port = [...ports].find(([, device]) => device === diskDevice(diskId))?.[0];
@@ -420,6 +432,10 @@ export class QemuDriver implements HostDriver {
       ["resize", this.diskPath(diskId), String(sizeInGb * 1024 ** 3)],
       "growing a disk",
     );
+  }
+
+  async shrinkDisk(diskId: string, sizeInGb: number): Promise<void> {
+    await shrinkImage(this.diskPath(diskId), sizeInGb);
   }
 
   private diskPath(diskId: string): string {

@@ -52,6 +52,14 @@ export async function plugDisk(session: QmpSession, disk: GuestDisk, path: strin
   }
 }
 
+/** Closes a disk's drive under a device that cannot be unplugged: the guest's I/O to it fails from now on. */
+export async function closeDrive(session: QmpSession, diskId: string): Promise<void> {
+  const output = (await session.execute("human-monitor-command", {
+    "command-line": `drive_del ${diskId}`,
+  })) as string;
+  if (output.trim() !== "") throw new HostError(`drive_del ${diskId}: ${output.trim()}`);
+}
+
 /** Asks the guest to release a disk and waits until it has (the drive then closes with its device). */
 export async function unplugDisk(session: QmpSession, diskId: string, timeoutMs: number): Promise<void> {
   const id = diskDevice(diskId);
