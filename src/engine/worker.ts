@@ -14,6 +14,7 @@ import {
   finishTask,
   reconfiguredTaskName,
   heartbeat,
+  isDiskTaskAction,
   joinVmOnceBuilt,
   LeaseHolder,
   LeaseLost,
@@ -338,12 +339,7 @@ export class Worker {
 
   private async executeTask(task: ClaimedTask, lost: () => boolean): Promise<void> {
     if (task.objectType === "Disk") return this.executeDiskTask(task, lost);
-    if (
-      task.action === "build_disk" ||
-      task.action === "resize_disk" ||
-      task.action === "shrink_disk" ||
-      task.action === "disk_io_profile"
-    )
+    if (isDiskTaskAction(task.action))
       throw new Error(`task ${task.taskId}: a VM has no ${task.action} action`);
     const { driver } = this.options;
     const { vmId } = task;

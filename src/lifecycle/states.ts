@@ -97,7 +97,12 @@ export type ActionDecision =
  * `reconfigure` act on it.
  */
 /** What a VM's own queue runs (a standalone disk's build and resize are the disk's). */
-export type DiskTaskAction = "build_disk" | "resize_disk" | "shrink_disk" | "disk_io_profile";
+export const DISK_TASK_ACTIONS = ["build_disk", "resize_disk", "shrink_disk", "disk_io_profile"] as const;
+export type DiskTaskAction = (typeof DISK_TASK_ACTIONS)[number];
+
+export function isDiskTaskAction(action: TaskAction): action is DiskTaskAction {
+  return (DISK_TASK_ACTIONS as readonly string[]).includes(action);
+}
 export type VmTaskAction = Exclude<TaskAction, DiskTaskAction>;
 
 export function decideAction(action: VmTaskAction, power: PowerState): ActionDecision {

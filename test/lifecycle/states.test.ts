@@ -5,6 +5,7 @@ import {
   acceptsActions,
   buildStatesAllowing,
   decideAction,
+  isDiskTaskAction,
   nextBuildState,
   nextTaskStatus,
   stateOfPower,
@@ -23,9 +24,7 @@ import {
 
 const BUILD_EVENTS: BuildEvent[] = ["claim", "complete", "fail"];
 const TASK_EVENTS: TaskEvent[] = ["claim", "complete", "fail", "cancel"];
-const ACTIONS: VmTaskAction[] = TASK_ACTIONS.filter(
-  (a): a is VmTaskAction => a !== "build_disk" && a !== "resize_disk" && a !== "disk_io_profile",
-);
+const ACTIONS: VmTaskAction[] = TASK_ACTIONS.filter((a): a is VmTaskAction => !isDiskTaskAction(a));
 const POWER: PowerState[] = ["running", "stopped", "missing"];
 
 /** Every (state, event) pair and where it leads; `-` where the machine refuses it. */
