@@ -11,6 +11,7 @@ import type { RateLimiter, RateLimitResult } from "../auth/rate-limit.js";
 import { isInMaintenance } from "../catalog/accounts.js";
 import { ApiError, routeNotFound } from "../errors.js";
 import { isDatabaseUnavailable, shareReadsUntilTurnEnds } from "../store/index.js";
+import { jsonLimitPassed } from "./json-limits.js";
 import { mergeArguments, parseQuery, type ArgumentBag } from "./arguments.js";
 import type { Operation, Services } from "./operation.js";
 import { routePath } from "./operation.js";
@@ -81,11 +82,15 @@ export async function buildApp(options: AppOptions): Promise<Api> {
   app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
     const text = body as string;
     if (text.trim() === "") return done(null, {});
+    let parsed: unknown;
     try {
-      done(null, JSON.parse(text));
+      parsed = JSON.parse(text);
     } catch (error) {
-      done(new ApiError("invalid_json_body", { details: (error as Error).message }), undefined);
+      return done(new ApiError("invalid_json_body", { details: (error as Error).message }), undefined);
     }
+    const passed = jsonLimitPassed(parsed);
+    if (passed !== null) return done(new ApiError("invalid_json_body", { details: passed }), undefined);
+    done(null, parsed);
   });
   app.addContentTypeParser("*", { parseAs: "buffer" }, (_request, body, done) => {
     if ((body as Buffer).length === 0) return done(null, {});

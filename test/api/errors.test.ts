@@ -330,6 +330,42 @@ describe.each(DIALECTS)("documented errors on %s", (dialect) => {
       );
     });
 
+    it("400 invalid_json_body for bodies past the shape limits, before anything recurses into them (Idempotency-Key too)", async () => {
+      const nested = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
+      for (const [name, body, said] of [
+        [
+          "3,000 deep",
+          `{"organization":{"sub_domain":"acme"},"xml":"x","a":${nested(3000)}}`,
+          /deeper than 32/,
+        ],
+        ["33 deep", `{"organization":{"sub_domain":"acme"},"a":${nested(33)}}`, /deeper than 32/],
+        [
+          "a long array",
+          JSON.stringify({ a: Array.from({ length: 10_001 }, () => 0) }),
+          /more than 10000 elements/,
+        ],
+        [
+          "a wide object",
+          JSON.stringify({ a: Object.fromEntries(Array.from({ length: 1001 }, (_, i) => [`k${i}`, 0])) }),
+          /more than 1000 keys/,
+        ],
+      ] as const) {
+        for (const idempotency of [{}, { "idempotency-key": `limits-${name}` }] as Record<string, string>[]) {
+          const error = expectError(
+            await api.call("POST", BUILD, { token: acme.acmeToken, rawBody: body, headers: idempotency }),
+            "invalid_json_body",
+          );
+          expect(error.detail.details, name).toMatch(said);
+        }
+      }
+      // 32 deep is within the limit: the request goes on to be read (and refused for its missing spec).
+      const within = await api.call("POST", BUILD, {
+        token: acme.acmeToken,
+        rawBody: `{"organization":{"sub_domain":"acme"},"a":${nested(31)}}`,
+      });
+      expect(within.json().error?.code).not.toBe("invalid_json_body");
+    });
+
     it("400 invalid_argument for ambiguous, empty and mistyped lookups and scalars", async () => {
       const ambiguous = expectError(
         await api.call(
