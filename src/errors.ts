@@ -214,6 +214,37 @@ export const ERRORS = {
     status: 503,
     description: "The service is currently unavailable, please try again later",
   },
+  resource_creation_restricted: {
+    status: 403,
+    description: "The organization chosen is not permitted to create resources",
+  },
+  // Trebuchet's own, for what happens below the API: HTTP framing, connections, time.
+  malformed_request: {
+    status: 400,
+    description: "The request could not be read as HTTP/1.1 (its framing, method, version, path or headers)",
+  },
+  request_timeout: {
+    status: 408,
+    description: "The request did not arrive in time: its headers or its body were too slow",
+  },
+  idempotency_key_in_use: {
+    status: 409,
+    description:
+      "Another request with this Idempotency-Key is still running; retry after it has finished to get its outcome",
+  },
+  uri_too_long: { status: 414, description: "The request's URL is longer than this server accepts" },
+  expectation_failed: {
+    status: 417,
+    description: "The request's Expect header asks for something this server does not do",
+  },
+  too_many_connections: {
+    status: 429,
+    description: "Too many connections are open to this server; close some or retry later",
+  },
+  request_header_fields_too_large: {
+    status: 431,
+    description: "The request's headers (with its URL) are larger than this server accepts",
+  },
   invalid_argument: { status: 400, description: "An argument is invalid" },
   missing_required_argument: { status: 400, description: "A required argument has not been provided" },
 } as const;

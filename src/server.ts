@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { buildApp, type Api } from "./api/app.js";
+import type { HttpLimits } from "./api/http-limits.js";
 import { hotQueries } from "./api/hot-queries.js";
 import { RenderedBodies } from "./api/rendered-bodies.js";
 import { OPERATIONS } from "./api/operations.js";
@@ -39,6 +40,8 @@ export interface ServerConfig {
   trustedProxies?: string[];
   oauth?: OAuthConfig;
   bodyLimit?: number;
+  /** Time, connection and size limits of the HTTP server. */
+  httpLimits?: Partial<HttpLimits>;
   /** How often expired idempotency keys and trash are purged (ms). */
   housekeepingMs?: number;
   /** How long a deleted object stays in the trash before it is purged (seconds; default 1 day). */
@@ -102,6 +105,7 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
       rateLimiter: new RateLimiter(store.db, config.rateLimits ?? DEFAULT_RATE_LIMITS),
       operations: OPERATIONS,
       ...(config.bodyLimit ? { bodyLimit: config.bodyLimit } : {}),
+      ...(config.httpLimits ? { httpLimits: config.httpLimits } : {}),
       ...(config.trustedProxies ? { trustedProxies: config.trustedProxies } : {}),
       ...(config.logger !== undefined ? { logger: config.logger } : {}),
     });

@@ -11,7 +11,15 @@ import type { RateLimiter, RateLimitResult } from "../auth/rate-limit.js";
 import { isInMaintenance } from "../catalog/accounts.js";
 import { ApiError, routeNotFound } from "../errors.js";
 import { isDatabaseUnavailable, shareReadsUntilTurnEnds } from "../store/index.js";
-import { jsonLimitPassed } from "./json-limits.js";
+import { BodyDeadlines, encodingRefusal } from "./body-guards.js";
+import {
+  ConnectionCaps,
+  DEFAULT_HTTP_LIMITS,
+  TIMEOUT_CHECK_INTERVAL_MS,
+  type HttpLimits,
+} from "./http-limits.js";
+import { readJsonBody } from "./json-limits.js";
+import { onClientError, onUnmetExpectation } from "./raw-answers.js";
 import { mergeArguments, parseQuery, type ArgumentBag } from "./arguments.js";
 import type { Operation, Services } from "./operation.js";
 import { routePath } from "./operation.js";
@@ -25,6 +33,8 @@ export interface AppOptions {
   rateLimiter: RateLimiter;
   operations: readonly Operation[];
   bodyLimit?: number;
+  /** Time, connection and size limits of the HTTP server (defaults: DEFAULT_HTTP_LIMITS). */
+  httpLimits?: Partial<HttpLimits>;
   /** Addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed. */
   trustedProxies?: string[];
   logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
@@ -61,6 +71,8 @@ export interface Api {
 
 export async function buildApp(options: AppOptions): Promise<Api> {
   const { services, authenticator, rateLimiter } = options;
+  const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.httpLimits };
+  const requestTimeout = limits.headersTimeoutMs + limits.bodyTimeoutMs;
   const app = Fastify({
     logger:
       options.logger === undefined ? false : options.logger === true ? { level: "info" } : options.logger,
@@ -69,32 +81,63 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     trustProxy: options.trustedProxies && options.trustedProxies.length > 0 ? options.trustedProxies : false,
     return503OnClosing: false,
     forceCloseConnections: "idle",
-    // The router parses every query string anyway: have it parse Apia's way, once.
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200, querystringParser: parseQuery },
+    // Node's parser cuts slow headers and slow requests (a body refused before it is read
+    // is still read to its end, within the request's time) and answers through clientError.
+    http: {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout,
+      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+      maxHeaderSize: limits.maxHeaderBytes,
+      // A missing Host is answered in the envelope (onRequest below), not by Node.
+      requireHostHeader: false,
+    },
+    requestTimeout,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    maxRequestsPerSocket: limits.maxRequestsPerConnection,
+    clientErrorHandler: onClientError(limits),
+    frameworkErrors: (error, request, reply) => {
+      void reply.headers(COMMON_HEADERS).header("x-request-id", request.id);
+      return sendError(
+        reply,
+        error.code === "FST_ERR_MAX_PARAM_LENGTH"
+          ? new ApiError("uri_too_long", { limit_in_bytes: limits.maxUrlBytes })
+          : error.code === "FST_ERR_BAD_URL"
+            ? new ApiError("malformed_request", { details: "the path holds an invalid percent-escape" })
+            : new ApiError("malformed_request", { details: error.message }),
+      );
+    },
+    // The router parses every query string anyway: have it parse Apia's way, once. Path
+    // segments are as long as the URL allows, so a long ID reads as it does in the query.
+    routerOptions: {
+      ignoreTrailingSlash: true,
+      maxParamLength: limits.maxUrlBytes,
+      querystringParser: parseQuery,
+    },
   });
+  const caps = new ConnectionCaps(limits, options.trustedProxies);
+  caps.attach(app.server);
+  app.server.on("checkExpectation", onUnmetExpectation);
+  const bodyDeadlines = new BodyDeadlines(limits.bodyTimeoutMs);
 
   let draining = false;
   let maintenance = { on: false, checkedAt: 0 };
   const maintenanceCacheMs = options.maintenanceCacheMs ?? 1000;
 
-  // Bodies: JSON only. Empty bodies are no arguments; anything else must parse.
+  // Bodies: JSON only, on every method (GET too, as Apia reads them). Empty bodies are no
+  // arguments; anything else must parse. A body read to its end but refused becomes the
+  // request's error (thrown by the handler), so its connection stays open for the next.
+  app.addHttpMethod("GET", { hasBody: true, overrideExisting: true });
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
-    const text = body as string;
-    if (text.trim() === "") return done(null, {});
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (error) {
-      return done(new ApiError("invalid_json_body", { details: (error as Error).message }), undefined);
-    }
-    const passed = jsonLimitPassed(parsed);
-    if (passed !== null) return done(new ApiError("invalid_json_body", { details: passed }), undefined);
-    done(null, parsed);
+    done(null, readJsonBody(body as string));
   });
   app.addContentTypeParser("*", { parseAs: "buffer" }, (_request, body, done) => {
-    if ((body as Buffer).length === 0) return done(null, {});
-    done(new ApiError("unsupported_media_type"), undefined);
+    done(null, (body as Buffer).length === 0 ? {} : new ApiError("unsupported_media_type"));
+  });
+  app.addHook("preParsing", (request, _reply, payload, done) => {
+    const refusal = encodingRefusal(request.headers["content-encoding"]);
+    if (refusal) return done(refusal);
+    done(null, payload === request.raw ? bodyDeadlines.guard(request.raw) : payload);
   });
 
   // GETs that arrive from the network in one poll phase may share a read snapshot (see
@@ -112,7 +155,9 @@ export async function buildApp(options: AppOptions): Promise<Api> {
   app.addHook("onRequest", (request, reply, done) => {
     void reply.headers(COMMON_HEADERS).header("x-request-id", request.id);
     done(
-      draining ? new ApiError("service_unavailable", { details: "the server is shutting down" }) : undefined,
+      draining
+        ? new ApiError("service_unavailable", { details: "the server is shutting down" })
+        : (caps.refusal(request.raw.socket) ?? requestLineRefusal(request, limits)),
     );
   });
 
@@ -210,6 +255,7 @@ export async function buildApp(options: AppOptions): Promise<Api> {
       },
       handler: async (request, reply) => {
         const identity = request.identity!;
+        if (request.body instanceof ApiError) throw request.body;
         const args = mergeArguments(request.query as ArgumentBag, request.body);
         const result = await operation.handle({
           services,
@@ -237,4 +283,13 @@ export async function buildApp(options: AppOptions): Promise<Api> {
       draining = true;
     },
   };
+}
+
+/** A request Node's parser let through that HTTP/1.1 or our limits do not. */
+function requestLineRefusal(request: FastifyRequest, limits: HttpLimits): ApiError | undefined {
+  if (request.raw.url !== undefined && request.raw.url.length > limits.maxUrlBytes)
+    return new ApiError("uri_too_long", { limit_in_bytes: limits.maxUrlBytes });
+  if (request.headers.host === undefined && request.raw.httpVersion === "1.1")
+    return new ApiError("malformed_request", { details: "an HTTP/1.1 request needs a Host header" });
+  return undefined;
 }

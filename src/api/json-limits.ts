@@ -1,3 +1,5 @@
+import { ApiError } from "../errors.js";
+
 /**
  * Bounds on the shape of a JSON body's arguments, checked once it is parsed and before
  * anything walks it recursively (argument merging, the idempotency fingerprint). The
@@ -16,6 +18,23 @@ export interface JsonLimits {
 }
 
 export const JSON_LIMITS: JsonLimits = { depth: 32, arrayLength: 10_000, keys: 1_000, values: 100_000 };
+
+/**
+ * A JSON body's arguments, or the error to answer with. The error is returned, not
+ * thrown: a body parser's error makes Fastify close the connection, and a body that was
+ * read to its end leaves the connection fit for the next request.
+ */
+export function readJsonBody(text: string): unknown {
+  if (text.trim() === "") return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    return new ApiError("invalid_json_body", { details: (error as Error).message });
+  }
+  const passed = jsonLimitPassed(parsed);
+  return passed === null ? parsed : new ApiError("invalid_json_body", { details: passed });
+}
 
 /** What of `limits` the value passes, said for its client (null: within them all). */
 export function jsonLimitPassed(value: unknown, limits: JsonLimits = JSON_LIMITS): string | null {

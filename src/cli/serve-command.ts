@@ -1,5 +1,6 @@
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { DEFAULT_SCOPE_PREFIX, type OAuthConfig } from "../auth/oauth.js";
+import type { HttpLimits } from "../api/http-limits.js";
 import { parseRateLimits } from "../auth/rate-limit.js";
 import { createServer, DEFAULT_BASE_DOMAIN, type Role, type ServerConfig } from "../server.js";
 import { storeOptionsFromEnv } from "../store/index.js";
@@ -50,6 +51,7 @@ export function serverConfigFromEnv(
     ...(env.TREBUCHET_AUTH_CACHE_MS !== undefined
       ? { authCacheMs: nonNegativeInteger("TREBUCHET_AUTH_CACHE_MS", env.TREBUCHET_AUTH_CACHE_MS) }
       : {}),
+    ...httpLimitsFromEnv(env),
     ...(env.TREBUCHET_TRASH_KEEP_SECONDS !== undefined
       ? {
           trashKeepSeconds: nonNegativeInteger(
@@ -59,6 +61,30 @@ export function serverConfigFromEnv(
         }
       : {}),
   };
+}
+
+/** The environment variable of each HTTP limit (README: "Limits"). */
+export const HTTP_LIMIT_VARIABLES: Record<keyof HttpLimits, string> = {
+  headersTimeoutMs: "TREBUCHET_HEADERS_TIMEOUT_MS",
+  bodyTimeoutMs: "TREBUCHET_BODY_TIMEOUT_MS",
+  keepAliveTimeoutMs: "TREBUCHET_KEEP_ALIVE_TIMEOUT_MS",
+  maxRequestsPerConnection: "TREBUCHET_MAX_REQUESTS_PER_CONNECTION",
+  maxConnections: "TREBUCHET_MAX_CONNECTIONS",
+  maxConnectionsPerAddress: "TREBUCHET_MAX_CONNECTIONS_PER_ADDRESS",
+  maxUrlBytes: "TREBUCHET_MAX_URL_BYTES",
+  maxHeaderBytes: "TREBUCHET_MAX_HEADER_BYTES",
+};
+
+function httpLimitsFromEnv(env: NodeJS.ProcessEnv): { httpLimits?: Partial<HttpLimits> } {
+  const limits: Partial<HttpLimits> = {};
+  for (const [key, name] of Object.entries(HTTP_LIMIT_VARIABLES) as [keyof HttpLimits, string][]) {
+    const text = env[name];
+    if (text === undefined) continue;
+    const value = nonNegativeInteger(name, text);
+    if (value === 0) throw new Error(`${name} must be at least 1, got "${text}"`);
+    limits[key] = value;
+  }
+  return Object.keys(limits).length > 0 ? { httpLimits: limits } : {};
 }
 
 function nonNegativeInteger(name: string, text: string): number {
