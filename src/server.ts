@@ -8,7 +8,7 @@ import { Authenticator } from "./auth/authenticate.js";
 import { OAuthVerifier, type OAuthConfig } from "./auth/oauth.js";
 import { SnapshotLoader } from "./catalog/snapshot.js";
 import { HostAgent } from "./engine/agent.js";
-import { deleteDueBackupPolicies, purgeExpiredTrash } from "./lifecycle/index.js";
+import { deleteDueBackupPolicies, OneAtATime, purgeExpiredTrash } from "./lifecycle/index.js";
 import type { HostDriver, StepTimeouts } from "./hosts/driver.js";
 import { RateLimiter, type RateLimits, DEFAULT_RATE_LIMITS } from "./auth/rate-limit.js";
 import {
@@ -92,6 +92,7 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
         snapshots: new SnapshotLoader(store.db),
         queries: hotQueries(store.db, config.authCacheMs),
         renderedBodies: new RenderedBodies(),
+        idempotentRequests: new OneAtATime(),
         now: () => Math.floor(Date.now() / 1000),
         trashKeepSeconds: config.trashKeepSeconds ?? DEFAULT_TRASH_KEEP_SECONDS,
         closing: closing.signal,

@@ -3,6 +3,7 @@ import type { Kysely } from "kysely";
 import type { Identity } from "../auth/identity.js";
 import type { RateLimits } from "../auth/rate-limit.js";
 import type { SnapshotLoader } from "../catalog/snapshot.js";
+import type { OneAtATime } from "../lifecycle/idempotency.js";
 import type { HotQueries } from "./hot-queries.js";
 import type { RenderedBodies } from "./rendered-bodies.js";
 import type { Database, GroupCommit, Role, Row } from "../store/index.js";
@@ -18,6 +19,8 @@ export interface Services {
   snapshots: SnapshotLoader;
   queries: HotQueries;
   renderedBodies: RenderedBodies;
+  /** Requests with the same Idempotency-Key run one at a time in this process. */
+  idempotentRequests: OneAtATime;
   now: () => number;
   /** How long a deleted object stays in the trash (seconds). */
   trashKeepSeconds: number;

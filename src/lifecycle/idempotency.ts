@@ -70,3 +70,27 @@ export async function recordOutcome<T>(
     expires_at: t + IDEMPOTENCY_TTL_SECONDS,
   });
 }
+
+/**
+ * Requests that share a name (an identity's key) run one after another in this process:
+ * concurrent retries of one request wait for the first instead of racing it, and then
+ * find its outcome recorded. (Across processes, a request that fails because of another
+ * one's effects checks for that one's outcome instead: see the build route.)
+ */
+export class OneAtATime {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  run<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(name);
+    const mine = previous ? previous.then(work, work) : work();
+    const tail = mine.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.tails.set(name, tail);
+    void tail.then(() => {
+      if (this.tails.get(name) === tail) this.tails.delete(name);
+    });
+    return mine;
+  }
+}

@@ -120,7 +120,12 @@ function idempotent<T>(work: () => Promise<T>): Promise<T> {
   });
 }
 
-/** The shared path of both build endpoints: plan against the catalog, reserve, record. */
+/**
+ * The shared path of both build endpoints: plan against the catalog, reserve, record.
+ * With an Idempotency-Key, requests with the same key run one at a time in this process,
+ * and a request that fails after another process recorded an outcome under its key
+ * (its hostname or addresses taken by that very build) answers with that outcome.
+ */
 async function buildFromModel(
   context: OperationContext,
   org: ResolvedOrganization,
@@ -131,10 +136,30 @@ async function buildFromModel(
   notFoundAs404: boolean,
 ) {
   const key = idempotencyKey(context, org.id);
-  if (key) {
+  if (!key) return accept(context, org, spec, sources, submittedSpec, annotations, notFoundAs404);
+  return context.services.idempotentRequests.run(`${key.identityId}\0${key.key}`, async () => {
     const earlier = await idempotent(() => acceptedEarlier(context.services.db, key));
     if (earlier) return created(earlier, true);
-  }
+    try {
+      return await accept(context, org, spec, sources, submittedSpec, annotations, notFoundAs404, key);
+    } catch (error) {
+      const recorded = await idempotent(() => acceptedEarlier(context.services.db, key));
+      if (recorded) return created(recorded, true);
+      throw error;
+    }
+  });
+}
+
+async function accept(
+  context: OperationContext,
+  org: ResolvedOrganization,
+  spec: VirtualMachineSpec,
+  sources: SourceMap,
+  submittedSpec: string,
+  annotations: KeyValue[],
+  notFoundAs404: boolean,
+  key?: IdempotencyKey,
+) {
   const snapshot = await context.services.snapshots.load(org, spec);
   const planned = planBuild(spec, snapshot, randomHostname);
   if (!planned.ok) {
