@@ -128,16 +128,17 @@ export async function buildApp(options: AppOptions): Promise<Api> {
   // request's error (thrown by the handler), so its connection stays open for the next.
   app.addHttpMethod("GET", { hasBody: true, overrideExisting: true });
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
-    done(null, readJsonBody(body as string));
+  // (No preParsing hook: every request would pay for it. The encoding is checked here,
+  // where only requests with a body go.)
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    done(null, encodingRefusal(request.headers["content-encoding"]) ?? readJsonBody(body as string));
   });
-  app.addContentTypeParser("*", { parseAs: "buffer" }, (_request, body, done) => {
-    done(null, (body as Buffer).length === 0 ? {} : new ApiError("unsupported_media_type"));
-  });
-  app.addHook("preParsing", (request, _reply, payload, done) => {
-    const refusal = encodingRefusal(request.headers["content-encoding"]);
-    if (refusal) return done(refusal);
-    done(null, payload === request.raw ? bodyDeadlines.guard(request.raw) : payload);
+  app.addContentTypeParser("*", { parseAs: "buffer" }, (request, body, done) => {
+    if ((body as Buffer).length === 0) return done(null, {});
+    done(
+      null,
+      encodingRefusal(request.headers["content-encoding"]) ?? new ApiError("unsupported_media_type"),
+    );
   });
 
   // GETs that arrive from the network in one poll phase may share a read snapshot (see
@@ -250,6 +251,7 @@ export async function buildApp(options: AppOptions): Promise<Api> {
       onRequest: (request, _reply, done) => {
         authenticate(request, operation).then((identity) => {
           request.identity = identity;
+          bodyDeadlines.watch(request.raw);
           done();
         }, done);
       },
