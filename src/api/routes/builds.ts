@@ -120,28 +120,32 @@ function idempotent<T>(work: () => Promise<T>): Promise<T> {
   });
 }
 
+/** A build request of either endpoint, read into the spec model. */
+interface BuildRequest {
+  context: OperationContext;
+  org: ResolvedOrganization;
+  spec: VirtualMachineSpec;
+  sources: SourceMap;
+  submittedSpec: string;
+  annotations: KeyValue[];
+  notFoundAs404: boolean;
+}
+
 /**
  * The shared path of both build endpoints: plan against the catalog, reserve, record.
  * With an Idempotency-Key, requests with the same key run one at a time in this process,
  * and a request that fails after another process recorded an outcome under its key
  * (its hostname or addresses taken by that very build) answers with that outcome.
  */
-async function buildFromModel(
-  context: OperationContext,
-  org: ResolvedOrganization,
-  spec: VirtualMachineSpec,
-  sources: SourceMap,
-  submittedSpec: string,
-  annotations: KeyValue[],
-  notFoundAs404: boolean,
-) {
+async function buildFromModel(build: BuildRequest) {
+  const { context, org } = build;
   const key = idempotencyKey(context, org.id);
-  if (!key) return accept(context, org, spec, sources, submittedSpec, annotations, notFoundAs404);
+  if (!key) return accept(build);
   return context.services.idempotentRequests.run(`${key.identityId}\0${key.key}`, async () => {
     const earlier = await idempotent(() => acceptedEarlier(context.services.db, key));
     if (earlier) return created(earlier, true);
     try {
-      return await accept(context, org, spec, sources, submittedSpec, annotations, notFoundAs404, key);
+      return await accept(build, key);
     } catch (error) {
       const recorded = await idempotent(() => acceptedEarlier(context.services.db, key));
       if (recorded) return created(recorded, true);
@@ -151,13 +155,7 @@ async function buildFromModel(
 }
 
 async function accept(
-  context: OperationContext,
-  org: ResolvedOrganization,
-  spec: VirtualMachineSpec,
-  sources: SourceMap,
-  submittedSpec: string,
-  annotations: KeyValue[],
-  notFoundAs404: boolean,
+  { context, org, spec, sources, submittedSpec, annotations, notFoundAs404 }: BuildRequest,
   key?: IdempotencyKey,
 ) {
   const snapshot = await context.services.snapshots.load(org, spec);
@@ -290,7 +288,15 @@ export const buildOperations: Operation[] = [
       const annotations = keyValueArray(context.args, "annotations");
       const { text, result } = readSpec(context.args);
       if (!result.valid || !result.spec) throw syntaxOrRules(result.errors);
-      return buildFromModel(context, org, result.spec, result.sources, text, annotations, false);
+      return buildFromModel({
+        context,
+        org,
+        spec: result.spec,
+        sources: result.sources,
+        submittedSpec: text,
+        annotations,
+        notFoundAs404: false,
+      });
     },
   },
   {
@@ -319,7 +325,15 @@ export const buildOperations: Operation[] = [
       const check = checkSpec(xml, { format: "xml" });
       if (!check.valid || !check.spec)
         throw validationError(check.errors.map((e) => ({ ...e, message: e.message })));
-      return buildFromModel(context, org, check.spec, check.sources, xml, annotations, true);
+      return buildFromModel({
+        context,
+        org,
+        spec: check.spec,
+        sources: check.sources,
+        submittedSpec: xml,
+        annotations,
+        notFoundAs404: true,
+      });
     },
   },
   {
