@@ -63,6 +63,7 @@ const RICH_SPEC = `<?xml version="1.0" encoding="UTF-8"?>
 /** A server on a fresh SQLite data directory, with the example catalog, a bench network and an organization. */
 async function setUpTrebuchet(dataDir: string) {
   const { createServer } = await import("../src/server.js");
+  const { NO_LIMITS } = await import("../src/lifecycle/index.js");
   const { applyCatalog } = await import("../src/catalog/apply.js");
   const { readCatalogFile } = await import("../src/catalog/catalog-file.js");
   const { createApiToken, createOrganization } = await import("../src/catalog/accounts.js");
@@ -70,6 +71,9 @@ async function setUpTrebuchet(dataDir: string) {
     store: { dataDir },
     baseDomain: "bench.test",
     rateLimits: { read: 100_000_000, write: 100_000_000, build: 100_000_000 },
+    // The load builds tens of thousands of VMs in one organization: it has no limits (each
+    // build still takes the organization's lock and reads its limits).
+    organizationLimits: NO_LIMITS,
     logger: false,
   });
   const read = readCatalogFile(readFileSync(new URL("../../examples/catalog.yaml", import.meta.url), "utf8"));
@@ -130,7 +134,7 @@ async function acceptanceFloor(dataDir: string): Promise<void> {
   const { checkSpec, writeXml } = await import("../src/spec/index.js");
   const { planBuild } = await import("../src/planner/planner.js");
   const { randomHostname } = await import("../src/planner/hostnames.js");
-  const { acceptBuild } = await import("../src/lifecycle/index.js");
+  const { acceptBuild, NO_LIMITS } = await import("../src/lifecycle/index.js");
   const { SnapshotLoader } = await import("../src/catalog/snapshot.js");
   const db = server.store.db;
   const org = await db
@@ -153,6 +157,7 @@ async function acceptanceFloor(dataDir: string): Promise<void> {
         submittedSpec: RICH_SPEC,
         annotations: [],
         fqdnSuffix: org.infrastructure_domain,
+        defaultLimits: NO_LIMITS,
       },
       randomHostname,
     );

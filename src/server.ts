@@ -8,7 +8,13 @@ import { Authenticator } from "./auth/authenticate.js";
 import { OAuthVerifier, type OAuthConfig } from "./auth/oauth.js";
 import { SnapshotLoader } from "./catalog/snapshot.js";
 import { HostAgent } from "./engine/agent.js";
-import { deleteDueBackupPolicies, OneAtATime, purgeExpiredTrash } from "./lifecycle/index.js";
+import {
+  DEFAULT_ORGANIZATION_LIMITS,
+  deleteDueBackupPolicies,
+  OneAtATime,
+  purgeExpiredTrash,
+  type OrganizationLimits,
+} from "./lifecycle/index.js";
 import type { HostDriver, StepTimeouts } from "./hosts/driver.js";
 import { RateLimiter, type RateLimits, DEFAULT_RATE_LIMITS } from "./auth/rate-limit.js";
 import {
@@ -42,6 +48,8 @@ export interface ServerConfig {
   bodyLimit?: number;
   /** Time, connection and size limits of the HTTP server. */
   httpLimits?: Partial<HttpLimits>;
+  /** Limits of organizations that have none of their own; missing ones are the built-in defaults. */
+  organizationLimits?: Partial<OrganizationLimits>;
   /** How often expired idempotency keys and trash are purged (ms). */
   housekeepingMs?: number;
   /** How long a deleted object stays in the trash before it is purged (seconds; default 1 day). */
@@ -95,6 +103,7 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
         idempotentRequests: new OneAtATime(),
         now: () => Math.floor(Date.now() / 1000),
         trashKeepSeconds: config.trashKeepSeconds ?? DEFAULT_TRASH_KEEP_SECONDS,
+        organizationLimits: { ...DEFAULT_ORGANIZATION_LIMITS, ...config.organizationLimits },
         closing: closing.signal,
         ...(agent ? { notifyWork: () => agent.poke(), consoles: (vmId: string) => agent.console(vmId) } : {}),
       },

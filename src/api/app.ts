@@ -11,6 +11,8 @@ import type { RateLimiter, RateLimitResult } from "../auth/rate-limit.js";
 import { isInMaintenance } from "../catalog/accounts.js";
 import { ApiError, routeNotFound } from "../errors.js";
 import { isDatabaseUnavailable, shareReadsUntilTurnEnds } from "../store/index.js";
+import { LimitReached } from "../lifecycle/index.js";
+import { limitReachedError } from "./refusals.js";
 import { BodyDeadlines, encodingRefusal } from "./body-guards.js";
 import {
   ConnectionCaps,
@@ -187,6 +189,7 @@ export async function buildApp(options: AppOptions): Promise<Api> {
 
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
     if (error instanceof ApiError) return sendError(reply, error);
+    if (error instanceof LimitReached) return sendError(reply, limitReachedError(error));
     switch (error.code) {
       case "FST_ERR_CTP_BODY_TOO_LARGE":
         return sendError(

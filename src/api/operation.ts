@@ -4,6 +4,7 @@ import type { Identity } from "../auth/identity.js";
 import type { RateLimits } from "../auth/rate-limit.js";
 import type { SnapshotLoader } from "../catalog/snapshot.js";
 import type { OneAtATime } from "../lifecycle/idempotency.js";
+import type { OrganizationLimits } from "../lifecycle/quota.js";
 import type { HotQueries } from "./hot-queries.js";
 import type { RenderedBodies } from "./rendered-bodies.js";
 import type { Database, GroupCommit, Role, Row } from "../store/index.js";
@@ -22,6 +23,8 @@ export interface Services {
   /** Requests with the same Idempotency-Key run one at a time in this process. */
   idempotentRequests: OneAtATime;
   now: () => number;
+  /** Limits of organizations that have none of their own (the configuration's). */
+  organizationLimits: OrganizationLimits;
   /** How long a deleted object stays in the trash (seconds). */
   trashKeepSeconds: number;
   /** Tells an in-process worker there is new work (builds, power actions). */

@@ -22,6 +22,17 @@ import { projectPath } from "../paths.js";
 import { CLOUD_TEMPLATE_PACKAGES, ensureSystemPackages } from "./system-packages.js";
 import { DEFAULT_BASE_DOMAIN } from "../server.js";
 import {
+  LIMIT_NAMES,
+  LIMIT_UNITS,
+  limitsOf,
+  organizationUsage,
+  parseLimitValue,
+  setOrganizationLimits,
+  type LimitName,
+  type LimitSetting,
+} from "../lifecycle/index.js";
+import { organizationLimitsFromEnv } from "./serve-command.js";
+import {
   migrateToLatest,
   openStore,
   ROLES,
@@ -47,6 +58,26 @@ function templateCatalog(permalink: string): CatalogFile {
     isos: [],
   };
 }
+
+/** The option of each limit of `admin org limits`. */
+const LIMIT_FLAGS = {
+  virtualMachines: "virtual_machines",
+  memory: "virtual_machine_memory",
+  diskSpace: "disk_space",
+  unallocatedIps: "unallocated_ip_addresses",
+} as const satisfies Record<string, LimitName>;
+type LimitFlag = keyof typeof LIMIT_FLAGS;
+
+/** A limit option's value; commander keeps no null from a parser, so unlimited stays a word until used. */
+type LimitFlagValue = number | "unlimited" | "default";
+const limitSetting = (value: string): LimitFlagValue => {
+  if (value === "default" || value === "unlimited") return value;
+  try {
+    return parseLimitValue(value)!;
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+};
 
 interface StoreFlags {
   data?: string;
@@ -195,6 +226,46 @@ export function registerAdminCommands(program: Command): void {
         }),
       );
   }
+
+  storeCommand(org, "limits", "Show an organization's limits and use, or set its own limits")
+    .argument("<sub-domain>", "the organization's sub-domain")
+    .option("--virtual-machines <n>", "VMs it may hold (a number, unlimited, or default)", limitSetting)
+    .option("--memory <gb>", "GB of memory its VMs may have in all", limitSetting)
+    .option("--disk-space <gb>", "GB of disk its disks may have in all", limitSetting)
+    .option("--unallocated-ips <n>", "IP addresses it may hold unallocated", limitSetting)
+    .addHelpText(
+      "after",
+      "\nLimits not set for an organization are the defaults of TREBUCHET_ORGANIZATION_LIMITS.\n" +
+        "Example: trebuchet admin org limits acme --virtual-machines 20 --memory 64 --disk-space default",
+    )
+    .action((subDomain: string, flags: StoreFlags & Partial<Record<LimitFlag, LimitFlagValue>>) =>
+      withStore(flags, async (store) => {
+        const row = await organizationBySubDomain(store.db, subDomain);
+        const settings = Object.fromEntries(
+          Object.entries(LIMIT_FLAGS)
+            .filter(([flag]) => flags[flag as LimitFlag] !== undefined)
+            .map(([flag, name]): [LimitName, LimitSetting] => {
+              const value = flags[flag as LimitFlag]!;
+              return [name, value === "unlimited" ? null : value];
+            }),
+        );
+        if (Object.keys(settings).length > 0) await setOrganizationLimits(store.db, row.id, settings);
+        const check = { organizationId: row.id, defaults: organizationLimitsFromEnv(process.env) };
+        const { limits, overridden } = await limitsOf(store.db, check);
+        const usage = await organizationUsage(store.db, row.id);
+        const lines = LIMIT_NAMES.map((name) => {
+          const unit = LIMIT_UNITS[name] ? ` ${LIMIT_UNITS[name]}` : "";
+          const limit = limits[name] === null ? "unlimited" : `${limits[name]}${unit}`;
+          const source = overridden.includes(name) ? "its own" : "default";
+          return `  ${name.padEnd(26)} ${String(usage[name]).padStart(6)} of ${limit} (${source})`;
+        });
+        output(
+          flags,
+          { organization: row.sub_domain, limits, own: overridden, usage },
+          [`limits of ${row.sub_domain} (${row.id}): in use of limit`, ...lines].join("\n"),
+        );
+      }),
+    );
 
   const user = admin.command("user").description("Users");
   storeCommand(user, "create", "Create a user (or add memberships to an existing one)")

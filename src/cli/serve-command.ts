@@ -2,6 +2,7 @@ import { InvalidArgumentError, Option, type Command } from "commander";
 import { DEFAULT_SCOPE_PREFIX, type OAuthConfig } from "../auth/oauth.js";
 import type { HttpLimits } from "../api/http-limits.js";
 import { parseRateLimits } from "../auth/rate-limit.js";
+import { DEFAULT_ORGANIZATION_LIMITS, parseLimits, type OrganizationLimits } from "../lifecycle/quota.js";
 import { createServer, DEFAULT_BASE_DOMAIN, type Role, type ServerConfig } from "../server.js";
 import { storeOptionsFromEnv } from "../store/index.js";
 
@@ -52,6 +53,7 @@ export function serverConfigFromEnv(
       ? { authCacheMs: nonNegativeInteger("TREBUCHET_AUTH_CACHE_MS", env.TREBUCHET_AUTH_CACHE_MS) }
       : {}),
     ...httpLimitsFromEnv(env),
+    organizationLimits: organizationLimitsFromEnv(env),
     ...(env.TREBUCHET_TRASH_KEEP_SECONDS !== undefined
       ? {
           trashKeepSeconds: nonNegativeInteger(
@@ -61,6 +63,20 @@ export function serverConfigFromEnv(
         }
       : {}),
   };
+}
+
+/**
+ * Limits of organizations that have none of their own: the built-in defaults, changed by
+ * TREBUCHET_ORGANIZATION_LIMITS (`virtual_machines=20,disk_space=unlimited`).
+ */
+export function organizationLimitsFromEnv(env: NodeJS.ProcessEnv): OrganizationLimits {
+  const text = env.TREBUCHET_ORGANIZATION_LIMITS;
+  if (text === undefined) return { ...DEFAULT_ORGANIZATION_LIMITS };
+  try {
+    return parseLimits(text, DEFAULT_ORGANIZATION_LIMITS);
+  } catch (error) {
+    throw new Error(`TREBUCHET_ORGANIZATION_LIMITS: ${(error as Error).message}`);
+  }
 }
 
 /** The environment variable of each HTTP limit (README: "Limits"). */

@@ -9,6 +9,7 @@ import {
   jsonColumn,
   newId,
   randomByte,
+  retryingConflicts,
   transactionQuery,
   type Database,
   type GroupCommit,
@@ -16,6 +17,8 @@ import {
   type Row,
 } from "../store/index.js";
 import { recordedOutcome, recordOutcome, type IdempotencyKey } from "./idempotency.js";
+import { ensureWithinLimits, lockOrganization } from "./organization-limits.js";
+import type { OrganizationLimits } from "./quota.js";
 import { planColumn, type ReservedAddress, type StoredPlan } from "./stored-plan.js";
 
 /** The build's task name, as the real API names it. */
@@ -29,6 +32,8 @@ export interface Acceptance {
   submittedSpec: string;
   annotations: KeyValue[];
   fqdnSuffix: string;
+  /** The configured limits of organizations that have none of their own. */
+  defaultLimits: OrganizationLimits;
   /** Record the outcome under this key, so a retry of the request gets it again. */
   idempotency?: IdempotencyKey;
 }
@@ -138,7 +143,12 @@ export async function acceptBuild(
   generateHostname: HostnameGenerator,
 ): Promise<{ build: AcceptedBuild; replayed: boolean }> {
   try {
-    return { build: await commits.run((trx) => reserve(trx, acceptance, generateHostname)), replayed: false };
+    // Two processes' groups may lock two organizations in opposite orders: PostgreSQL
+    // breaks the deadlock by failing one, and its units run again.
+    const build = await retryingConflicts(() =>
+      commits.run((trx) => reserve(trx, acceptance, generateHostname)),
+    );
+    return { build, replayed: false };
   } catch (error) {
     const key = acceptance.idempotency;
     if (key && isUniqueViolation(error)) {
@@ -185,6 +195,18 @@ async function reserve(
   const { plan } = acceptance;
   const now = Math.floor(Date.now() / 1000);
   const problems: PlanProblem[] = [];
+
+  // First, so that every count and write after it is this organization's alone.
+  await lockOrganization(trx, plan.organizationId);
+  await ensureWithinLimits(
+    trx,
+    { organizationId: plan.organizationId, defaults: acceptance.defaultLimits },
+    {
+      virtual_machines: 1,
+      virtual_machine_memory: plan.memoryInGb,
+      disk_space: plan.disks.reduce((sum, disk) => sum + disk.sizeInGb, 0),
+    },
+  );
 
   // Hostname: unique among the organization's live VMs. A generated one is drawn again.
   let hostname = plan.hostname;

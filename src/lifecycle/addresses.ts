@@ -3,6 +3,7 @@ import {
   insertRow,
   lockedForUpdate,
   newId,
+  retryingConflicts,
   transactionQuery,
   type Database,
   type Row,
@@ -14,6 +15,8 @@ import {
   keyToBigInt,
   type IpVersion,
 } from "../catalog/addresses.js";
+import { ensureWithinLimits, lockOrganization } from "./organization-limits.js";
+import type { OrganizationLimits } from "./quota.js";
 
 /** Raised when a network has no free address of the wanted version. */
 export class AddressesExhausted extends Error {}
@@ -162,25 +165,34 @@ export function allocateToOrganization(
     organizationId: string;
     vip: boolean;
     label: string | null;
+    defaultLimits: OrganizationLimits;
   },
 ): Promise<Row<"ip_addresses">> {
-  return db.transaction().execute(async (trx) => {
-    const row = await allocateAddress(trx, {
-      networkId: request.networkId,
-      version: request.version,
-      subnetId: null,
-      organizationId: request.organizationId,
-      allocationType: null,
-      allocationId: null,
-      reverseDns: null,
-    });
-    if (!request.vip && !request.label) return row;
-    const vip = request.vip ? 1 : 0;
-    await trx
-      .updateTable("ip_addresses")
-      .set({ vip, label: request.label })
-      .where("id", "=", row.id)
-      .execute();
-    return { ...row, vip, label: request.label };
-  });
+  return retryingConflicts(() =>
+    db.transaction().execute(async (trx) => {
+      await lockOrganization(trx, request.organizationId);
+      await ensureWithinLimits(
+        trx,
+        { organizationId: request.organizationId, defaults: request.defaultLimits },
+        { unallocated_ip_addresses: 1 },
+      );
+      const row = await allocateAddress(trx, {
+        networkId: request.networkId,
+        version: request.version,
+        subnetId: null,
+        organizationId: request.organizationId,
+        allocationType: null,
+        allocationId: null,
+        reverseDns: null,
+      });
+      if (!request.vip && !request.label) return row;
+      const vip = request.vip ? 1 : 0;
+      await trx
+        .updateTable("ip_addresses")
+        .set({ vip, label: request.label })
+        .where("id", "=", row.id)
+        .execute();
+      return { ...row, vip, label: request.label };
+    }),
+  );
 }

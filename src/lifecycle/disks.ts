@@ -9,6 +9,7 @@ import {
 } from "../store/index.js";
 import { reconfigureTask } from "./address-changes.js";
 import { now } from "./leases.js";
+import { ensureWithinLimits, lockOrganization, type LimitCheck } from "./organization-limits.js";
 import { shortOfRoom, usageOf } from "./placement.js";
 import { enqueue, vmTakingChanges, type QueuedTask } from "./tasks.js";
 
@@ -39,6 +40,8 @@ export class DiskRefused extends Error {
 
 export interface NewDisk {
   organizationId: string;
+  /** The configured limits of organizations that have none of their own. */
+  defaultLimits: LimitCheck["defaults"];
   dataCenterId: string;
   name: string;
   sizeInGb: number;
@@ -80,6 +83,9 @@ export function createDisk(
 ): Promise<{ disk: Row<"disks">; task: QueuedTask }> {
   return retryingConflicts(() =>
     db.transaction().execute(async (trx) => {
+      await lockOrganization(trx, spec.organizationId);
+      const limits = { organizationId: spec.organizationId, defaults: spec.defaultLimits };
+      await ensureWithinLimits(trx, limits, { disk_space: spec.sizeInGb });
       const forVm = spec.forVm?.vm;
       if (forVm && (forVm.host_id === null || forVm.deleted_at !== null || forVm.state === "failed"))
         throw new DiskRefused("unable_to_assign", "the virtual machine has no host to build the disk on");
@@ -337,9 +343,11 @@ export function resizeDisk(
   diskId: string,
   sizeInGb: number,
   method: "online" | "offline" | undefined,
+  limits: LimitCheck,
 ): Promise<QueuedTask> {
   return retryingConflicts(() =>
     db.transaction().execute(async (trx) => {
+      await lockOrganization(trx, limits.organizationId);
       const disk = await lockDisk(trx, diskId);
       if (sizeInGb === disk.size_in_gb)
         throw new DiskRefused("invalid", `the disk already has ${disk.size_in_gb} GB`);
@@ -368,6 +376,7 @@ export function resizeDisk(
           .execute();
         return enqueue(trx, disk, "shrink_disk");
       }
+      await ensureWithinLimits(trx, limits, { disk_space: sizeInGb - disk.size_in_gb });
       const short = await shortOfRoom(trx, disk.host_id, { memory: 0, disk: sizeInGb - disk.size_in_gb });
       if (short) throw new DiskRefused("no_room", short);
       if (inMachine) {

@@ -12,6 +12,8 @@ export * from "./disks.js";
 export * from "./groups-and-tags.js";
 export * from "./idempotency.js";
 export * from "./network-interfaces.js";
+export * from "./organization-limits.js";
+export * from "./quota.js";
 export * from "./leases.js";
 export * from "./states.js";
 export * from "./stored-plan.js";

@@ -11,6 +11,7 @@ import { queueReconfigure, reconfigureTask } from "./address-changes.js";
 import { isUniqueViolation } from "./addresses.js";
 import { now } from "./leases.js";
 import { shortOfRoom } from "./placement.js";
+import { ensureWithinLimits, lockOrganization, type LimitCheck } from "./organization-limits.js";
 import { lockActionableVm } from "./tasks.js";
 
 /** What a VM's owner may change of it without a host knowing (bar its hostname). */
@@ -153,9 +154,11 @@ export function changeResources(
   db: Kysely<Database>,
   vmId: string,
   change: ResourceChange,
+  limits: LimitCheck,
 ): Promise<Row<"tasks">> {
   return retryingConflicts(() =>
     db.transaction().execute(async (trx) => {
+      await lockOrganization(trx, limits.organizationId);
       const vm = await lockActionableVm(trx, vmId);
       const system = await trx
         .selectFrom("disks")
@@ -165,6 +168,10 @@ export function changeResources(
         .where("path", "is", null)
         .executeTakeFirst();
       const growth = Math.max(0, (change.storageInGb ?? 0) - (system?.size_in_gb ?? Infinity));
+      await ensureWithinLimits(trx, limits, {
+        virtual_machine_memory: change.memoryInGb - vm.memory_in_gb,
+        disk_space: growth,
+      });
       const short = await shortOfRoom(trx, vm.host_id, { memory: change.memoryInGb, disk: growth }, vm.id);
       if (short) throw new ChangeRefused(short);
       await trx

@@ -61,6 +61,45 @@ function policies(list: BackupPolicy[] | undefined): PlannedBackupPolicy[] {
   }));
 }
 
+/**
+ * What one spec may ask for, whatever its organization's limits: one build must not take
+ * a shared network's pool (or hundreds of disks) by itself.
+ */
+export const SPEC_CAPS = {
+  /** IP address allocations, over all interfaces. */
+  addresses: 32,
+  networkInterfaces: 8,
+  /** System disks and shared disks together. */
+  disks: 16,
+} as const;
+
+/** Problems of a spec asking for more than SPEC_CAPS allow. */
+function capProblems(spec: VirtualMachineSpec): PlanProblem[] {
+  const problems: PlanProblem[] = [];
+  const interfaces = spec.network_interfaces ?? [];
+  const addresses = interfaces.reduce((sum, nic) => sum + (nic.ip_address_allocations?.length ?? 0), 0);
+  const disks = (spec.system_disks?.length ?? 0) + (spec.shared_disks?.length ?? 0);
+  if (interfaces.length > SPEC_CAPS.networkInterfaces)
+    problems.push({
+      path: `${R}/NetworkInterfaces`,
+      code: "invalid_value",
+      message: `a spec may have at most ${SPEC_CAPS.networkInterfaces} network interfaces (this one has ${interfaces.length})`,
+    });
+  if (addresses > SPEC_CAPS.addresses)
+    problems.push({
+      path: `${R}/NetworkInterfaces`,
+      code: "invalid_value",
+      message: `a spec may allocate at most ${SPEC_CAPS.addresses} IP addresses (this one asks for ${addresses})`,
+    });
+  if (disks > SPEC_CAPS.disks)
+    problems.push({
+      path: `${R}/SystemDisks`,
+      code: "invalid_value",
+      message: `a spec may have at most ${SPEC_CAPS.disks} disks, system and shared (this one has ${disks})`,
+    });
+  return problems;
+}
+
 /** A deep copy of plain data (what the spec readers make): ~8x faster than structuredClone. */
 function clonePlain<T>(value: T): T {
   if (Array.isArray(value)) return value.map(clonePlain) as T;
@@ -81,6 +120,9 @@ export function planBuild(
   catalog: CatalogSnapshot,
   generateHostname: HostnameGenerator,
 ): PlanResult {
+  // Before anything is resolved: the work below grows with what the spec asks for.
+  const capped = capProblems(spec);
+  if (capped.length > 0) return { ok: false, problems: capped };
   const problems: PlanProblem[] = [];
   const problem = (path: string, code: PlanProblem["code"], message: string) =>
     problems.push({ path, code, message });

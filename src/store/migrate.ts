@@ -6,6 +6,7 @@ import * as columnDefaults from "./migrations/0004-column-defaults.js";
 import * as vmResources from "./migrations/0005-vm-resources.js";
 import * as backupPolicySchedules from "./migrations/0006-backup-policy-schedules.js";
 import * as disksBuiltForAVm from "./migrations/0007-disks-built-for-a-vm.js";
+import * as organizationLimits from "./migrations/0008-organization-limits.js";
 
 /** Every migration, in order. Names are permanent once released. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -16,6 +17,7 @@ const MIGRATIONS: Record<string, Migration> = {
   "0005-vm-resources": vmResources,
   "0006-backup-policy-schedules": backupPolicySchedules,
   "0007-disks-built-for-a-vm": disksBuiltForAVm,
+  "0008-organization-limits": organizationLimits,
 };
 
 export interface MigrationReport {

@@ -54,6 +54,16 @@ export interface OrganizationsTable {
   suspended_at: Timestamp | null;
 }
 
+/** An organization's own limits: null = the configured default, -1 = unlimited. */
+export interface OrganizationLimitsTable {
+  organization_id: string;
+  virtual_machines: number | null;
+  virtual_machine_memory: number | null;
+  disk_space: number | null;
+  unallocated_ip_addresses: number | null;
+  updated_at: Timestamp;
+}
+
 export interface UsersTable {
   id: string;
   email_address: string;
@@ -464,6 +474,7 @@ export interface SettingsTable {
 
 export interface Database {
   organizations: OrganizationsTable;
+  organization_limits: OrganizationLimitsTable;
   users: UsersTable;
   memberships: MembershipsTable;
   api_tokens: ApiTokensTable;

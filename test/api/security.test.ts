@@ -8,6 +8,7 @@ import { routePath } from "../../src/api/operation.js";
 import { OPERATIONS } from "../../src/api/operations.js";
 import { applyCatalog } from "../../src/catalog/apply.js";
 import { createApiToken } from "../../src/catalog/accounts.js";
+import { NO_LIMITS } from "../../src/lifecycle/index.js";
 import { newId } from "../../src/store/index.js";
 import { EXAMPLE_CATALOG, startTestApi, withTenants, type TestApi } from "../support/api.js";
 import { DIALECTS } from "../support/stores.js";
@@ -310,7 +311,8 @@ describe.each(DIALECTS)("address races on %s", (dialect) => {
     });
     const api = await startTestApi(dialect, {
       catalog,
-      config: { rateLimits: { read: 10_000, write: 10_000, build: 10_000 } },
+      // The race is for the network's addresses, not the organization's limits.
+      config: { rateLimits: { read: 10_000, write: 10_000, build: 10_000 }, organizationLimits: NO_LIMITS },
     });
     try {
       await applyCatalog(api.server.store.db, catalog);

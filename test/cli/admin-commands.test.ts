@@ -132,6 +132,33 @@ describe("trebuchet admin", () => {
     ).toBe("organization_not_activated");
   });
 
+  it("shows and sets an organization's limits, which the API then reports", async () => {
+    const shown = json("org", "limits", "acme");
+    expect(shown).toMatchObject({ organization: "acme", own: [], usage: { virtual_machines: 0 } });
+    expect(shown.limits.virtual_machines).toBe(50);
+    const set = json("org", "limits", "acme", "--virtual-machines", "3", "--memory", "unlimited");
+    expect(set.limits).toMatchObject({ virtual_machines: 3, virtual_machine_memory: null });
+    expect(set.own.sort()).toEqual(["virtual_machine_memory", "virtual_machines"]);
+    const token = json("token", "create", "--org", "acme").token;
+    const policy = await call(token, "/core/v1/organizations/_/policy?organization[sub_domain]=acme");
+    expect(policy.body.policy_type).toBe("override");
+    expect(policy.body.limits.virtual_machines).toEqual({ limit: 3, current: 0, unit: null });
+    expect(policy.body.limits.virtual_machine_memory.limit).toBe(-1);
+    // Back to the default; the human form names each limit, its use and where it comes from.
+    const human = admin("org", "limits", "acme", "--virtual-machines", "default");
+    expect(human.status, human.stderr).toBe(0);
+    expect(human.stdout).toMatch(/virtual_machines\s+0 of 50 \(default\)/);
+    expect(human.stdout).toMatch(/virtual_machine_memory\s+0 of unlimited \(its own\)/);
+    // The configured defaults are the environment's.
+    const configured = runCli(["admin", "org", "limits", "acme", "--data", data, "--json"], {
+      env: { ...env, TREBUCHET_ORGANIZATION_LIMITS: "virtual_machines=7" },
+    });
+    expect(JSON.parse(configured.stdout).limits.virtual_machines).toBe(7);
+    const bad = admin("org", "limits", "acme", "--disk-space", "-4");
+    expect(bad.status).toBe(2); // a usage error, as commander's others
+    expect(bad.stderr).toContain("not a limit: give a whole number or unlimited");
+  });
+
   it("adds users and SSH keys", async () => {
     expect(
       json("user", "create", "--email", "ops@acme.test", "--org", "acme", "--role", "member"),

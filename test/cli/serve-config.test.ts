@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { serverConfigFromEnv } from "../../src/cli/serve-command.js";
+import { DEFAULT_ORGANIZATION_LIMITS } from "../../src/lifecycle/quota.js";
 
 describe("serve settings from the environment", () => {
   it("reads every HTTP limit, and none when none is set", () => {
@@ -32,6 +33,21 @@ describe("serve settings from the environment", () => {
     );
     expect(() => serverConfigFromEnv("/tmp/x", { TREBUCHET_MAX_CONNECTIONS: "0" })).toThrow(
       /TREBUCHET_MAX_CONNECTIONS must be at least 1/,
+    );
+  });
+
+  it("reads organizations' default limits over the built-in ones, and refuses a bad one", () => {
+    expect(serverConfigFromEnv("/tmp/x", {}).organizationLimits).toEqual(DEFAULT_ORGANIZATION_LIMITS);
+    const config = serverConfigFromEnv("/tmp/x", {
+      TREBUCHET_ORGANIZATION_LIMITS: "virtual_machines=5,unallocated_ip_addresses=unlimited",
+    });
+    expect(config.organizationLimits).toEqual({
+      ...DEFAULT_ORGANIZATION_LIMITS,
+      virtual_machines: 5,
+      unallocated_ip_addresses: null,
+    });
+    expect(() => serverConfigFromEnv("/tmp/x", { TREBUCHET_ORGANIZATION_LIMITS: "memory=5" })).toThrow(
+      /TREBUCHET_ORGANIZATION_LIMITS: "memory=5" is not a limit/,
     );
   });
 });

@@ -97,6 +97,7 @@ describe("trebuchet admin migrate", () => {
         "0005-vm-resources",
         "0006-backup-policy-schedules",
         "0007-disks-built-for-a-vm",
+        "0008-organization-limits",
       ],
       pending: [],
     });

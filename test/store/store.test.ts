@@ -445,6 +445,7 @@ describe.each(DIALECTS)("store on %s", (dialect) => {
       { name: "0005-vm-resources", executedAt: expect.any(Date) },
       { name: "0006-backup-policy-schedules", executedAt: expect.any(Date) },
       { name: "0007-disks-built-for-a-vm", executedAt: expect.any(Date) },
+      { name: "0008-organization-limits", executedAt: expect.any(Date) },
     ]);
     expect(await migrateToLatest(store.db)).toEqual({ applied: [], pending: [] });
   });

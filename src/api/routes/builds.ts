@@ -3,7 +3,9 @@ import {
   acceptBuild,
   acceptedEarlier,
   BUILD_TASK_NAME,
+  describeBreach,
   IdempotencyKeyReused,
+  LimitReached,
   previewBuild,
   ReservationFailed,
   type AcceptedBuild,
@@ -176,6 +178,7 @@ async function accept(
           submittedSpec,
           annotations,
           fqdnSuffix: org.infrastructure_domain,
+          defaultLimits: context.services.organizationLimits,
           ...(key ? { idempotency: key } : {}),
         },
         randomHostname,
@@ -364,6 +367,7 @@ export const buildOperations: Operation[] = [
             submittedSpec: text,
             annotations: [],
             fqdnSuffix: org.infrastructure_domain,
+            defaultLimits: context.services.organizationLimits,
           },
           randomHostname,
         );
@@ -371,6 +375,14 @@ export const buildOperations: Operation[] = [
       } catch (error) {
         if (error instanceof ReservationFailed)
           return report(located(error.problems, result.sources), result.warnings, null);
+        if (error instanceof LimitReached) {
+          const problems = error.breaches.map((breach) => ({
+            path: "/VirtualMachineSpec",
+            code: "unavailable" as const,
+            message: `the organization's limit would be passed: ${describeBreach(breach)}`,
+          }));
+          return report(located(problems, result.sources), result.warnings, null);
+        }
         throw error;
       }
     },

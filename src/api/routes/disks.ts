@@ -22,7 +22,7 @@ import {
   type ArgumentBag,
 } from "../arguments.js";
 import { findVirtualMachine } from "../lookups.js";
-import { inKatapultWords } from "../refusals.js";
+import { inKatapultWords, limitCheck } from "../refusals.js";
 import type { Operation, OperationContext } from "../operation.js";
 import * as present from "../presenters.js";
 import { checkOwnership, resolveOrganization } from "../resolve.js";
@@ -189,6 +189,7 @@ export const diskOperations: Operation[] = [
           storageSpeed,
           ioProfileId,
           fileSystemType: fileSystem,
+          defaultLimits: context.services.organizationLimits,
           ...(forVm ? { forVm } : {}),
         }),
       );
@@ -295,7 +296,7 @@ export const diskOperations: Operation[] = [
         throw new ApiError("validation_error", { errors: ["Size in GB must be between 1 and 16384"] });
       const method = enumArgument(context.args, "resize_method", ["online", "offline"] as const);
       const task = await inKatapultWords(diskError, () =>
-        resizeDisk(context.services.db, disk.id, sizeInGb, method),
+        resizeDisk(context.services.db, disk.id, sizeInGb, method, limitCheck(context, disk)),
       );
       context.services.notifyWork?.();
       return { body: { disk: await freshView(context, disk.id), task: present.task(task) } };

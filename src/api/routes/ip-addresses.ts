@@ -130,6 +130,7 @@ export const ipAddressOperations: Operation[] = [
           organizationId: org.id,
           vip,
           label,
+          defaultLimits: context.services.organizationLimits,
         });
         return { body: { ip_address: await ipAddressView(db, ip.id, baseDomain) } };
       } catch (error) {

@@ -24,6 +24,7 @@ import {
 import type { Operation, OperationContext } from "../operation.js";
 import * as present from "../presenters.js";
 import { findVirtualMachine } from "../lookups.js";
+import { limitCheck } from "../refusals.js";
 import { annotationsOf, virtualMachineView } from "../views.js";
 
 /** Power actions, deletion, and what a VM holds: the operations the build engine carries out. */
@@ -178,12 +179,17 @@ export const virtualMachineOperations: Operation[] = [
       if (!pkg || (pkg.privacy === "private" && pkg.organization_id !== vm.organization_id))
         throw new ApiError("package_not_found");
       const task = await changing(context, () =>
-        changeResources(context.services.db, vm.id, {
-          packageId: pkg.id,
-          memoryInGb: pkg.memory_in_gb,
-          cpuCores: pkg.cpu_cores,
-          storageInGb: pkg.storage_in_gb,
-        }),
+        changeResources(
+          context.services.db,
+          vm.id,
+          {
+            packageId: pkg.id,
+            memoryInGb: pkg.memory_in_gb,
+            cpuCores: pkg.cpu_cores,
+            storageInGb: pkg.storage_in_gb,
+          },
+          limitCheck(context, vm),
+        ),
       );
       return { body: { task: present.task(task) } };
     },
@@ -208,7 +214,12 @@ export const virtualMachineOperations: Operation[] = [
           errors: ["memory_in_gb must be 1 to 1024 and cpu_cores 1 to 256"],
         });
       const task = await changing(context, () =>
-        changeResources(context.services.db, vm.id, { packageId: null, memoryInGb, cpuCores }),
+        changeResources(
+          context.services.db,
+          vm.id,
+          { packageId: null, memoryInGb, cpuCores },
+          limitCheck(context, vm),
+        ),
       );
       return { body: { task: present.task(task) } };
     },
