@@ -9,7 +9,7 @@ import type { Authenticator } from "../auth/authenticate.js";
 import type { Identity } from "../auth/identity.js";
 import type { RateLimiter, RateLimitResult } from "../auth/rate-limit.js";
 import { isInMaintenance } from "../catalog/accounts.js";
-import { ApiError, routeNotFound } from "../errors.js";
+import { ApiError, invalidArgument, routeNotFound } from "../errors.js";
 import { isDatabaseUnavailable, shareReadsUntilTurnEnds } from "../store/index.js";
 import { LimitReached } from "../lifecycle/index.js";
 import { limitReachedError } from "./refusals.js";
@@ -21,8 +21,8 @@ import {
   type HttpLimits,
 } from "./http-limits.js";
 import { readJsonBody } from "./json-limits.js";
-import { onClientError, onUnmetExpectation } from "./raw-answers.js";
-import { mergeArguments, parseQuery, type ArgumentBag } from "./arguments.js";
+import { onClientError, onConnectMethod, onUnmetExpectation } from "./raw-answers.js";
+import { mergeArguments, nulCharacterRefusal, parseQuery, type ArgumentBag } from "./arguments.js";
 import type { Operation, Services } from "./operation.js";
 import { routePath } from "./operation.js";
 
@@ -119,6 +119,7 @@ export async function buildApp(options: AppOptions): Promise<Api> {
   const caps = new ConnectionCaps(limits, options.trustedProxies);
   caps.attach(app.server);
   app.server.on("checkExpectation", onUnmetExpectation);
+  app.server.on("connect", onConnectMethod);
   const bodyDeadlines = new BodyDeadlines(limits.bodyTimeoutMs);
 
   let draining = false;
@@ -205,6 +206,13 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     if (error.statusCode === 400 && error.code?.startsWith("FST_")) {
       return sendError(reply, new ApiError("invalid_json_body", { details: error.message }));
     }
+    // A backstop for text the database cannot store (invalid UTF-8, NUL) that reached it.
+    if (error.code === "22021" || error.code === "22P05") {
+      return sendError(
+        reply,
+        invalidArgument([], "parse_error", ["an argument holds characters that cannot be stored"]),
+      );
+    }
     if (isDatabaseUnavailable(error)) {
       request.log.warn({ err: error }, "database unavailable");
       return sendError(reply, new ApiError("service_unavailable"));
@@ -262,11 +270,14 @@ export async function buildApp(options: AppOptions): Promise<Api> {
         const identity = request.identity!;
         if (request.body instanceof ApiError) throw request.body;
         const args = mergeArguments(request.query as ArgumentBag, request.body);
+        const segments = (request.params ?? {}) as Record<string, string>;
+        const refusal = nulCharacterRefusal(args, segments);
+        if (refusal) throw refusal;
         const result = await operation.handle({
           services,
           identity,
           args,
-          segments: (request.params ?? {}) as Record<string, string>,
+          segments,
           request,
           reply,
           operation,

@@ -43,6 +43,33 @@ export function mergeArguments(query: ArgumentBag, body: unknown): ArgumentBag {
   return deepMerge(query, body as ArgumentBag);
 }
 
+/**
+ * A NUL character anywhere in the arguments or the path: never part of a real value,
+ * and PostgreSQL cannot store one in text, so it is refused before any lookup. Walked
+ * without recursion (the body's shape limits bound the work).
+ */
+export function nulCharacterRefusal(args: ArgumentBag, segments: Record<string, string>) {
+  for (const [name, value] of Object.entries(segments))
+    if (value.includes("\u0000")) return invalidArgument([name], "parse_error", [NUL_MESSAGE]);
+  const pending: [string[], ArgumentValue][] = [[[], args]];
+  while (pending.length > 0) {
+    const [path, value] = pending.pop()!;
+    if (typeof value === "string") {
+      if (value.includes("\u0000")) return invalidArgument(path, "parse_error", [NUL_MESSAGE]);
+    } else if (Array.isArray(value)) {
+      value.forEach((item, index) => pending.push([[...path, String(index)], item]));
+    } else if (value !== null && typeof value === "object") {
+      for (const [key, item] of Object.entries(value)) {
+        if (key.includes("\u0000")) return invalidArgument(path, "parse_error", [NUL_MESSAGE]);
+        pending.push([[...path, key], item]);
+      }
+    }
+  }
+  return undefined;
+}
+
+const NUL_MESSAGE = "NUL characters are not allowed in arguments";
+
 function isObject(value: unknown): value is Record<string, ArgumentValue> {
   return value !== null && typeof value === "object" && !Array.isArray(value);
 }

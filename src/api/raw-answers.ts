@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
-import { ApiError } from "../errors.js";
+import { ApiError, routeNotFound } from "../errors.js";
 import type { HttpLimits } from "./http-limits.js";
 
 /**
@@ -108,4 +108,13 @@ export function onUnmetExpectation(request: IncomingMessage, response: ServerRes
     "content-length": Buffer.byteLength(body),
   });
   response.end(body);
+}
+
+/**
+ * `CONNECT` (a proxy's method): Node hands the socket to a `connect` listener and, with
+ * none, destroys it without a word. No route takes it: 404 in the envelope, then closed,
+ * since what follows a CONNECT is not HTTP.
+ */
+export function onConnectMethod(request: IncomingMessage, socket: Socket): void {
+  answerAndClose(socket, routeNotFound("CONNECT", String(request.url).slice(0, 200)));
 }

@@ -330,6 +330,26 @@ describe.each(DIALECTS)("documented errors on %s", (dialect) => {
       );
     });
 
+    it("400 invalid_argument for a NUL character in the path, the query or the body (PostgreSQL cannot store one)", async () => {
+      const token = acme.acmeToken;
+      for (const [method, url, body] of [
+        ["GET", "/core/v1/organizations/%00/virtual_networks", undefined],
+        ["GET", "/core/v1/organizations/_?organization[sub_domain]=ac%00me", undefined],
+        [
+          "POST",
+          "/core/v1/organizations/_/ip_addresses",
+          { organization: { sub_domain: "acme" }, label: "a\u0000b" },
+        ],
+      ] as const) {
+        const error = expectError(
+          await api.call(method, url, { token, ...(body ? { body } : {}) }),
+          "invalid_argument",
+        );
+        expect(error.detail.issue).toBe("parse_error");
+        expect(error.detail.errors).toEqual(["NUL characters are not allowed in arguments"]);
+      }
+    });
+
     it("400 invalid_json_body for bodies past the shape limits, before anything recurses into them (Idempotency-Key too)", async () => {
       const nested = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
       for (const [name, body, said] of [

@@ -31,11 +31,17 @@ export function parseResponses(data: string): { responses: RawResponse[]; rest: 
       const colon = line.indexOf(":");
       headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
     }
+    const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? "")?.[1] ?? 0);
+    if (status >= 100 && status < 200) {
+      // An interim answer (100 Continue): the final one follows.
+      rest = rest.slice(end + 4);
+      continue;
+    }
     const length = Number(headers["content-length"] ?? 0);
     const bodyBytes = Buffer.from(rest.slice(end + 4), "latin1");
     if (bodyBytes.length < length) break;
     responses.push({
-      status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? "")?.[1] ?? 0),
+      status,
       headers,
       body: bodyBytes.subarray(0, length).toString("utf8"),
     });
