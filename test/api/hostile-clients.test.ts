@@ -24,6 +24,12 @@ const PER_CATEGORY = 300;
 const CONCURRENCY = 24;
 /** Headers and bodies must arrive within 1 s here: a case must be answered or closed well within this. */
 const ANSWER_BOUND_MS = 3_000;
+/**
+ * How far above its idle RSS the server may stay once the storm is over: V8 keeps some of
+ * the heap it grew for 24 requests in flight (bodies up to 512 KiB, their parsing), but
+ * a leak of what 2,100 requests held would pass it.
+ */
+const IDLE_GROWTH_BOUND = 96 * 1024 * 1024;
 const WEB_XML = readFileSync(new URL("../../examples/web.xml", import.meta.url), "utf8");
 
 async function freePort(): Promise<number> {
@@ -292,14 +298,14 @@ describe.each(DIALECTS)("hostile clients against trebuchet serve on %s", (dialec
 
     // Alive, and its memory back under its idle bound once the storm is over.
     let rss = rssBytes(child.pid!);
-    for (let i = 0; i < 20 && rss > idleRss + 64 * 1024 * 1024; i++) {
+    for (let i = 0; i < 40 && rss > idleRss + IDLE_GROWTH_BOUND; i++) {
       await new Promise((resolve) => setTimeout(resolve, 250));
       rss = rssBytes(child.pid!);
     }
     console.log(
       `hostile clients on ${dialect}: ${cases.length} cases in ${Math.round(stormMs)} ms; bystander median ${figures.baselineMedianMs.toFixed(1)} ms idle, ${figures.duringMedianMs.toFixed(1)} ms during (p95 ${figures.duringP95Ms.toFixed(1)} ms); RSS idle ${Math.round(idleRss / 2 ** 20)} MB, peak ${Math.round(peakRss / 2 ** 20)} MB, after ${Math.round(rss / 2 ** 20)} MB`,
     );
-    expect(rss).toBeLessThan(idleRss + 64 * 1024 * 1024);
+    expect(rss).toBeLessThan(idleRss + IDLE_GROWTH_BOUND);
     expect((await ask()).status).toBe(200);
     expect(child.exitCode).toBeNull();
   }, 300_000);
