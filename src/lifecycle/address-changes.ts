@@ -19,7 +19,8 @@ export class AddressRefused extends Error {
       | "not_supported"
       | "wrong_network"
       | "no_interface"
-      | "interface_detached",
+      | "interface_detached"
+      | "too_many_addresses",
     message: string,
   ) {
     super(message);
@@ -113,16 +114,36 @@ export function releaseAddress(db: Kysely<Database>, ipId: string): Promise<void
 
 type Interface = Row<"network_interfaces">;
 
+/** The interface's VM, locked: two allocations onto one VM count its addresses one after the other. */
 async function vmOfInterface(trx: Kysely<Database>, nic: Interface) {
-  return trx
-    .selectFrom("virtual_machines")
-    .selectAll()
-    .where("id", "=", nic.virtual_machine_id)
+  return lockedForUpdate(
+    trx,
+    trx.selectFrom("virtual_machines").selectAll().where("id", "=", nic.virtual_machine_id),
+  ).executeTakeFirstOrThrow();
+}
+
+/**
+ * A VM holds at most as many addresses as one spec may ask for: one tenant must not take
+ * a shared network's pool by allocating to a VM again and again.
+ */
+export const ADDRESSES_PER_VIRTUAL_MACHINE = 32;
+
+async function checkRoomForAddress(trx: Kysely<Database>, vmId: string): Promise<void> {
+  const held = await trx
+    .selectFrom("ip_addresses")
+    .select((eb) => eb.fn.countAll().as("count"))
+    .where("allocation_id", "=", vmId)
     .executeTakeFirstOrThrow();
+  if (Number(held.count) >= ADDRESSES_PER_VIRTUAL_MACHINE)
+    throw new AddressRefused(
+      "too_many_addresses",
+      `the virtual machine already holds ${ADDRESSES_PER_VIRTUAL_MACHINE} addresses, as many as one may`,
+    );
 }
 
 async function allocateOnto(trx: Transaction<Database>, ip: Row<"ip_addresses">, nic: Interface) {
   const vm = await vmOfInterface(trx, nic);
+  await checkRoomForAddress(trx, vm.id);
   await trx
     .updateTable("ip_addresses")
     .set({
@@ -187,6 +208,7 @@ export function allocateNewToInterface(
       if (nic.network_id === null)
         throw new AddressRefused("wrong_network", "the interface is on a virtual network, which has no pool");
       const vm = await vmOfInterface(trx, nic);
+      await checkRoomForAddress(trx, vm.id);
       const ip = await allocateAddress(trx, {
         networkId: nic.network_id,
         version,

@@ -287,6 +287,34 @@ describe.each(DIALECTS)("organization limits on %s", (dialect) => {
       expect(after).toHaveLength(before.length);
     });
 
+    it("32 addresses build; a 33rd allocated to the VM afterwards is refused", async () => {
+      const built = await build("caps-32", globexToken, "globex", withAllocations(32));
+      expect(built.statusCode, built.body).toBe(201);
+      const vm = await api.server.store.db
+        .selectFrom("virtual_machines")
+        .select("id")
+        .where("hostname", "=", "caps-32")
+        .executeTakeFirstOrThrow();
+      const nic = await api.server.store.db
+        .selectFrom("network_interfaces")
+        .select("id")
+        .where("virtual_machine_id", "=", vm.id)
+        .executeTakeFirstOrThrow();
+      const more = await api.call(
+        "POST",
+        `/core/v1/virtual_machine_network_interfaces/_/allocate_new_ip?virtual_machine_network_interface[id]=${nic.id}`,
+        { token: globexToken, body: { address_version: "ipv6" } },
+      );
+      expect(more.statusCode, more.body).toBe(422);
+      expect(more.body).toContain("already holds 32 addresses");
+      const held = await api.server.store.db
+        .selectFrom("ip_addresses")
+        .select("id")
+        .where("allocation_id", "=", vm.id)
+        .execute();
+      expect(held).toHaveLength(32);
+    });
+
     it("2,000 addresses are refused as fast as 33 (before anything is resolved)", async () => {
       const response = await build("caps-2", globexToken, "globex", withAllocations(2000));
       expect(response.statusCode).toBe(422);

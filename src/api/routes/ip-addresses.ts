@@ -34,6 +34,8 @@ export function addressError(error: unknown): unknown {
     case "no_interface":
     case "interface_detached":
       return new ApiError("no_interface_available", { details: error.message });
+    case "too_many_addresses":
+      return new ApiError("validation_error", { errors: [error.message] });
   }
 }
 
