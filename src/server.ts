@@ -61,6 +61,12 @@ export interface ServerConfig {
 
 export const DEFAULT_BASE_DOMAIN = "trebuchet.internal";
 export const DEFAULT_TRASH_KEEP_SECONDS = 24 * 3600;
+
+/** The configured limits over the built-in ones; a limit given as undefined keeps its default. */
+function withDefaults(limits: Partial<OrganizationLimits> = {}): OrganizationLimits {
+  const given = Object.entries(limits).filter(([, value]) => value !== undefined);
+  return { ...DEFAULT_ORGANIZATION_LIMITS, ...Object.fromEntries(given) };
+}
 const DRAIN_GRACE_MS = 15_000;
 
 export interface RunningServer {
@@ -103,7 +109,7 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
         idempotentRequests: new OneAtATime(),
         now: () => Math.floor(Date.now() / 1000),
         trashKeepSeconds: config.trashKeepSeconds ?? DEFAULT_TRASH_KEEP_SECONDS,
-        organizationLimits: { ...DEFAULT_ORGANIZATION_LIMITS, ...config.organizationLimits },
+        organizationLimits: withDefaults(config.organizationLimits),
         closing: closing.signal,
         ...(agent ? { notifyWork: () => agent.poke(), consoles: (vmId: string) => agent.console(vmId) } : {}),
       },

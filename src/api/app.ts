@@ -9,7 +9,7 @@ import type { Authenticator } from "../auth/authenticate.js";
 import type { Identity } from "../auth/identity.js";
 import type { RateLimiter, RateLimitResult } from "../auth/rate-limit.js";
 import { isInMaintenance } from "../catalog/accounts.js";
-import { ApiError, invalidArgument, routeNotFound } from "../errors.js";
+import { ApiError, routeNotFound } from "../errors.js";
 import { isDatabaseUnavailable, shareReadsUntilTurnEnds } from "../store/index.js";
 import { LimitReached } from "../lifecycle/index.js";
 import { limitReachedError } from "./refusals.js";
@@ -210,7 +210,11 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     if (error.code === "22021" || error.code === "22P05") {
       return sendError(
         reply,
-        invalidArgument([], "parse_error", ["an argument holds characters that cannot be stored"]),
+        new ApiError(
+          "invalid_argument",
+          { issue: "parse_error", errors: ["an argument holds characters that cannot be stored"] },
+          "An argument holds characters that cannot be stored",
+        ),
       );
     }
     if (isDatabaseUnavailable(error)) {
@@ -271,7 +275,7 @@ export async function buildApp(options: AppOptions): Promise<Api> {
         if (request.body instanceof ApiError) throw request.body;
         const args = mergeArguments(request.query as ArgumentBag, request.body);
         const segments = (request.params ?? {}) as Record<string, string>;
-        const refusal = nulCharacterRefusal(args, segments);
+        const refusal = nulCharacterRefusal(args, segments, operation.documentArgument);
         if (refusal) throw refusal;
         const result = await operation.handle({
           services,

@@ -48,10 +48,19 @@ export function mergeArguments(query: ArgumentBag, body: unknown): ArgumentBag {
  * and PostgreSQL cannot store one in text, so it is refused before any lookup. Walked
  * without recursion (the body's shape limits bound the work).
  */
-export function nulCharacterRefusal(args: ArgumentBag, segments: Record<string, string>) {
+export function nulCharacterRefusal(
+  args: ArgumentBag,
+  segments: Record<string, string>,
+  documentArgument?: string,
+) {
   for (const [name, value] of Object.entries(segments))
     if (value.includes("\u0000")) return invalidArgument([name], "parse_error", [NUL_MESSAGE]);
-  const pending: [string[], ArgumentValue][] = [[[], args]];
+  // A document's own reader says where in it a NUL is (line and column).
+  const checked =
+    documentArgument && typeof args[documentArgument] === "string"
+      ? Object.fromEntries(Object.entries(args).filter(([name]) => name !== documentArgument))
+      : args;
+  const pending: [string[], ArgumentValue][] = [[[], checked]];
   while (pending.length > 0) {
     const [path, value] = pending.pop()!;
     if (typeof value === "string") {

@@ -50,6 +50,8 @@ export interface Operation {
   access: Access;
   /** The rate-limit bucket it counts against. */
   bucket: keyof RateLimits;
+  /** A top-level argument holding a document its own reader checks byte by byte (a spec). */
+  documentArgument?: string;
   handle(context: OperationContext): Promise<OperationResult>;
 }
 

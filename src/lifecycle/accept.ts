@@ -143,10 +143,14 @@ export async function acceptBuild(
   generateHostname: HostnameGenerator,
 ): Promise<{ build: AcceptedBuild; replayed: boolean }> {
   try {
-    // Two processes' groups may lock two organizations in opposite orders: PostgreSQL
-    // breaks the deadlock by failing one, and its units run again.
+    // The group takes its organizations' locks first, in order; a deadlock PostgreSQL
+    // still breaks (over locks taken in other orders) fails a unit, which runs again.
+    const organizationId = acceptance.plan.organizationId;
     const build = await retryingConflicts(() =>
-      commits.run((trx) => reserve(trx, acceptance, generateHostname)),
+      commits.run((trx) => reserve(trx, acceptance, generateHostname), {
+        key: organizationId,
+        take: (trx) => lockOrganization(trx, organizationId),
+      }),
     );
     return { build, replayed: false };
   } catch (error) {
@@ -196,7 +200,8 @@ async function reserve(
   const now = Math.floor(Date.now() / 1000);
   const problems: PlanProblem[] = [];
 
-  // First, so that every count and write after it is this organization's alone.
+  // First, so that every count and write after it is this organization's alone (in a
+  // group commit the group holds it already; a preview takes it here).
   await lockOrganization(trx, plan.organizationId);
   await ensureWithinLimits(
     trx,

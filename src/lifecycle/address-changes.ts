@@ -2,6 +2,8 @@ import type { Kysely, Transaction } from "kysely";
 import { lockedForUpdate, retryingConflicts, type Database, type Row } from "../store/index.js";
 import type { IpVersion } from "../catalog/addresses.js";
 import { allocateAddress } from "./addresses.js";
+import { ensureWithinLimits, lockOrganization, type LimitCheck } from "./organization-limits.js";
+import { SPEC_CAPS } from "../planner/planner.js";
 import { enqueue, type QueuedTask } from "./tasks.js";
 
 /**
@@ -84,10 +86,16 @@ function detach(trx: Kysely<Database>, ipId: string) {
   );
 }
 
-/** Takes an address off what it is allocated to; the organization keeps it. */
-export function unallocateAddress(db: Kysely<Database>, ipId: string): Promise<void> {
+/**
+ * Takes an address off what it is allocated to; the organization keeps it, so it counts
+ * against its limit of unallocated addresses (else allocating new ones to a VM and
+ * unallocating them would take a shared pool around the limit).
+ */
+export function unallocateAddress(db: Kysely<Database>, ipId: string, limits: LimitCheck): Promise<void> {
   return retryingConflicts(() =>
     db.transaction().execute(async (trx) => {
+      await lockOrganization(trx, limits.organizationId);
+      await ensureWithinLimits(trx, limits, { unallocated_ip_addresses: 1 });
       const ip = await lockAddress(trx, ipId);
       if (!ip?.allocation_id) throw new AddressRefused("not_allocated", "the address is not allocated");
       if (ip.allocation_type !== "VirtualMachine")
@@ -126,7 +134,7 @@ async function vmOfInterface(trx: Kysely<Database>, nic: Interface) {
  * A VM holds at most as many addresses as one spec may ask for: one tenant must not take
  * a shared network's pool by allocating to a VM again and again.
  */
-export const ADDRESSES_PER_VIRTUAL_MACHINE = 32;
+export const ADDRESSES_PER_VIRTUAL_MACHINE = SPEC_CAPS.addresses;
 
 async function checkRoomForAddress(trx: Kysely<Database>, vmId: string): Promise<void> {
   const held = await trx

@@ -9,6 +9,7 @@ import {
 } from "../store/index.js";
 import { freshMacAddress } from "./accept.js";
 import { reconfigureTask } from "./address-changes.js";
+import { ensureWithinLimits, lockOrganization, type LimitCheck } from "./organization-limits.js";
 import { now } from "./leases.js";
 import { vmTakingChanges } from "./tasks.js";
 
@@ -114,13 +115,23 @@ export function setInterfaceAttached(
   );
 }
 
-/** Deletes a detached interface; the addresses on it stay the organization's, unallocated. */
-export function deleteInterface(db: Kysely<Database>, nicId: string): Promise<Interface> {
+/**
+ * Deletes a detached interface; the addresses on it stay the organization's, unallocated
+ * (and count against its limit of those).
+ */
+export function deleteInterface(db: Kysely<Database>, nicId: string, limits: LimitCheck): Promise<Interface> {
   return retryingConflicts(() =>
     db.transaction().execute(async (trx) => {
+      await lockOrganization(trx, limits.organizationId);
       const nic = await lockInterface(trx, nicId);
       if (nic.state === "attached")
         throw new InterfaceRefused("attached", "the network interface is attached: detach it first");
+      const held = await trx
+        .selectFrom("ip_addresses")
+        .select((eb) => eb.fn.countAll().as("count"))
+        .where("network_interface_id", "=", nic.id)
+        .executeTakeFirstOrThrow();
+      await ensureWithinLimits(trx, limits, { unallocated_ip_addresses: Number(held.count) });
       await trx
         .updateTable("ip_addresses")
         .set({

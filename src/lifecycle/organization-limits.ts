@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from "kysely";
+import { sql, type Kysely, type Transaction } from "kysely";
 import { dialectOf, type Database } from "../store/index.js";
 import {
   describeBreach,
@@ -80,7 +80,15 @@ export async function organizationUsage(
   if (only.includes("disk_space")) {
     const disks = await db
       .selectFrom("disks")
-      .select((eb) => eb.fn.sum("size_in_gb").as("size"))
+      // A disk being shrunk or resized by its own task holds its larger size until the
+      // task is done: a failed one gives it back.
+      .select(
+        sql<
+          string | number | null
+        >`sum(case when size_before_resize_in_gb > size_in_gb then size_before_resize_in_gb else size_in_gb end)`.as(
+          "size",
+        ),
+      )
       .where("organization_id", "=", organizationId)
       .where("state", "!=", "deleted")
       .executeTakeFirstOrThrow();

@@ -4,8 +4,19 @@ import { runDirectlyIn, runStatement, type DirectRunner } from "./statements.js"
 
 export type UnitOfWork<T> = (trx: Transaction<Database>) => Promise<T>;
 
+/**
+ * A lock a unit needs for all of it (an organization's, say): taken by the group before
+ * any unit runs, every group taking its locks in key order, so that two groups (of two
+ * processes) needing the same two locks never hold one each and wait for the other.
+ */
+export interface GroupLock {
+  key: string;
+  take: UnitOfWork<void>;
+}
+
 interface Pending {
   work: UnitOfWork<unknown>;
+  lock?: GroupLock;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
@@ -38,10 +49,15 @@ export class GroupCommit {
     private readonly direct?: DirectRunner,
   ) {}
 
-  run<T>(work: UnitOfWork<T>): Promise<T> {
+  run<T>(work: UnitOfWork<T>, lock?: GroupLock): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.queue.length === 0) setImmediate(() => void this.commitQueued());
-      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      this.queue.push({
+        work,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        ...(lock ? { lock } : {}),
+      });
     });
   }
 
@@ -54,6 +70,8 @@ export class GroupCommit {
         // A unit that kept the transaction past the group would otherwise write outside it.
         const direct = this.direct ? runDirectlyIn(trx, this.direct) : undefined;
         try {
+          const locks = new Map(group.flatMap((unit) => (unit.lock ? [[unit.lock.key, unit.lock]] : [])));
+          for (const key of [...locks.keys()].sort()) await locks.get(key)!.take(trx);
           for (const unit of group) outcomes.push(await runInSavepoint(trx, unit.work));
         } finally {
           direct?.stop();

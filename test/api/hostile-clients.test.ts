@@ -260,8 +260,10 @@ describe.each(DIALECTS)("hostile clients against trebuchet serve on %s", (dialec
           problems.push(
             `${result.responses.length} of ${hostile.answers} answers, ${result.closed ? "closed" : "still open"} after ${result.elapsedMs} ms`,
           );
-        for (const response of result.responses)
+        for (const response of result.responses) {
           problems.push(...answerProblems(response, markers, hostile.asTenant));
+          if (hostile.mustRefuse && response.status < 400) problems.push(`answered ${response.status}`);
+        }
         if (problems.length > 0) failures.push(`${name}: ${[...new Set(problems)].join("; ")}`);
         byCategory.set(hostile.category, (byCategory.get(hostile.category) ?? 0) + 1);
         if (index % 100 === 0) peakRss = Math.max(peakRss, rssBytes(child.pid!));
@@ -308,5 +310,16 @@ describe.each(DIALECTS)("hostile clients against trebuchet serve on %s", (dialec
     expect(rss).toBeLessThan(idleRss + IDLE_GROWTH_BOUND);
     expect((await ask()).status).toBe(200);
     expect(child.exitCode).toBeNull();
+
+    // The other tenant's objects are as they were: not renamed, deleted, taken or resized.
+    const vm = await call(tokens.acme, "GET", `/core/v1/virtual_machines/${victim.vmId}`);
+    expect(vm.status).toBe(200);
+    expect(vm.body.virtual_machine).toMatchObject({ hostname: "acme-secret-host", name: "Web server 1" });
+    const ip = await call(tokens.acme, "GET", `/core/v1/ip_addresses/${victim.ipId}`);
+    expect(ip.status).toBe(200);
+    expect(ip.body.ip_address.allocation_id ?? null).toBeNull();
+    const disk = await call(tokens.acme, "GET", `/core/v1/disks/${victim.diskId}`);
+    expect(disk.status).toBe(200);
+    expect(disk.body.disk.size_in_gb).toBe(1);
   }, 300_000);
 });

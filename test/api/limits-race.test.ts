@@ -1,6 +1,7 @@
 /**
- * Racing for the last of a limit, on both databases, through two API processes on one
- * database: two organizations each send many builds at once with room for only a few,
+ * Racing for the last of a limit, on both databases, through two API servers on one
+ * database (each with its own connections, as two processes have: on SQLite, two
+ * connections to the file; on PostgreSQL, two pools): two organizations each send many builds at once with room for only a few,
  * and never end up over their limit; and both race for the last addresses of a network
  * they share, which never gives one address twice.
  */
@@ -70,7 +71,7 @@ describe.each(DIALECTS)("limit races on %s", (dialect) => {
     await api.dispose();
   });
 
-  /** Sends every request at once, alternating between the two API processes. */
+  /** Sends every request at once, alternating between the two API servers. */
   function sendAll(requests: { org: "acme" | "globex"; xml: string }[]) {
     return Promise.all(
       requests.map(({ org, xml }, i) =>
@@ -105,7 +106,10 @@ describe.each(DIALECTS)("limit races on %s", (dialect) => {
         statuses.filter((s) => s === 201),
         `${org}: ${JSON.stringify(statuses)}`,
       ).toHaveLength(4);
-      expect(statuses.filter((s) => s === 403)).toHaveLength(16);
+      expect(
+        statuses.filter((s) => s === 403),
+        `${org}: ${JSON.stringify(statuses)}`,
+      ).toHaveLength(16);
       for (const refused of mine.filter((r) => r.statusCode === 403)) {
         const error = refused.json().error;
         expect(error.code).toBe("resource_creation_restricted");

@@ -157,6 +157,12 @@ describe.each(DIALECTS)("organization limits on %s", (dialect) => {
   });
 
   it("validate_spec reports the limit without writing anything", async () => {
+    const db = api.server.store.db;
+    const count = async () => [
+      (await db.selectFrom("virtual_machines").select("id").execute()).length,
+      (await db.selectFrom("ip_addresses").select("id").execute()).length,
+    ];
+    const before = await count();
     const response = await api.call("POST", "/core/v1/organizations/_/virtual_machines/validate_spec", {
       token,
       body: { organization: { sub_domain: "acme" }, xml: WEB_XML.replace("web-01", "limit-9") },
@@ -165,6 +171,7 @@ describe.each(DIALECTS)("organization limits on %s", (dialect) => {
     const body = response.json();
     expect(body.valid).toBe(false);
     expect(JSON.stringify(body.errors)).toContain("virtual_machines: 1 requested, 2 of 2 in use");
+    expect(await count()).toEqual(before);
   });
 
   it("an organization's own limits replace the defaults, and 'default' puts them back", async () => {
@@ -243,6 +250,13 @@ describe.each(DIALECTS)("organization limits on %s", (dialect) => {
       requested: 2,
     });
     expect((await grow(4)).statusCode).toBe(200);
+    // A shrink's task holds the larger size until it is done (a failed one gives it back).
+    const shrink = await api.call("PUT", `/core/v1/disks/_/resize?disk[id]=${diskId}`, {
+      token,
+      body: { size_in_gb: 2, resize_method: "offline" },
+    });
+    expect(shrink.statusCode, shrink.body).toBe(200);
+    expect((await policy()).limits.disk_space.current).toBe(16);
   });
 
   it("unallocated addresses: creating one past the limit is refused; those on VMs do not count", async () => {
@@ -269,6 +283,54 @@ describe.each(DIALECTS)("organization limits on %s", (dialect) => {
       .where("allocation_id", "is", null)
       .execute();
     expect(held).toHaveLength(2);
+    // Nor can an address made for a VM be unallocated past it, or an interface deleted with its addresses.
+    const vm = await api.server.store.db
+      .selectFrom("virtual_machines")
+      .select("id")
+      .where("hostname", "=", "limit-1")
+      .executeTakeFirstOrThrow();
+    const nic = await api.server.store.db
+      .selectFrom("network_interfaces")
+      .select("id")
+      .where("virtual_machine_id", "=", vm.id)
+      .orderBy("position")
+      .executeTakeFirstOrThrow();
+    const made = await api.call(
+      "POST",
+      `/core/v1/virtual_machine_network_interfaces/_/allocate_new_ip?virtual_machine_network_interface[id]=${nic.id}`,
+      { token, body: { address_version: "ipv4" } },
+    );
+    expect(made.statusCode, made.body).toBe(200);
+    const ipId = made.json().ip_address.id as string;
+    const unallocate = await api.call("POST", `/core/v1/ip_addresses/_/unallocate?ip_address[id]=${ipId}`, {
+      token,
+    });
+    expect(unallocate.statusCode, unallocate.body).toBe(403);
+    expect(unallocate.json().error.code).toBe("resource_creation_restricted");
+    const still = await api.server.store.db
+      .selectFrom("ip_addresses")
+      .select("allocation_id")
+      .where("id", "=", ipId)
+      .executeTakeFirstOrThrow();
+    expect(still.allocation_id).toBe(vm.id);
+    await api.server.store.db
+      .updateTable("network_interfaces")
+      .set({ state: "detached" })
+      .where("id", "=", nic.id)
+      .execute();
+    const deleted = await api.call(
+      "DELETE",
+      `/core/v1/virtual_machine_network_interfaces/_?virtual_machine_network_interface[id]=${nic.id}`,
+      { token },
+    );
+    expect(deleted.statusCode, deleted.body).toBe(403);
+    expect(
+      await api.server.store.db
+        .selectFrom("network_interfaces")
+        .select("id")
+        .where("id", "=", nic.id)
+        .execute(),
+    ).toHaveLength(1);
   });
 
   describe("what one spec may ask for", () => {
@@ -315,7 +377,7 @@ describe.each(DIALECTS)("organization limits on %s", (dialect) => {
       expect(held).toHaveLength(32);
     });
 
-    it("2,000 addresses are refused as fast as 33 (before anything is resolved)", async () => {
+    it("2,000 addresses are refused the same way (the cap is checked before anything is resolved)", async () => {
       const response = await build("caps-2", globexToken, "globex", withAllocations(2000));
       expect(response.statusCode).toBe(422);
       expect(response.body).toContain("this one asks for 2000");

@@ -21,6 +21,8 @@ export interface HostileCase {
   answers: number;
   /** The request is sent with the tenant's token (its answers must not show the other tenant's data). */
   asTenant: boolean;
+  /** It names only another tenant's objects: every answer must refuse it (4xx). */
+  mustRefuse?: boolean;
 }
 
 /** Objects of the other tenant that hostile requests name (IDs only: what an attacker could guess). */
@@ -538,5 +540,8 @@ function crossTenant(r: Random, auth: Record<string, string>, victim: Victim) {
   ];
   const [method, target, what, headers] = r.pick(kinds);
   const { body = "", ...rest } = headers as Record<string, string>;
-  return one(`${what}: ${method} ${target.slice(0, 60)}`, request(method, target, rest, body));
+  return {
+    ...one(`${what}: ${method} ${target.slice(0, 60)}`, request(method, target, rest, body)),
+    mustRefuse: true,
+  };
 }

@@ -286,6 +286,7 @@ export const buildOperations: Operation[] = [
     scopes: ["virtual_machines"],
     access: "write",
     bucket: "build",
+    documentArgument: "xml",
     async handle(context) {
       const org = await resolveOrganization(context);
       const annotations = keyValueArray(context.args, "annotations");
@@ -346,6 +347,7 @@ export const buildOperations: Operation[] = [
     scopes: ["virtual_machines"],
     access: "read",
     bucket: "read",
+    documentArgument: "xml",
     async handle(context) {
       const org = await resolveOrganization(context);
       const text = requireString(context.args, "xml");

@@ -189,7 +189,12 @@ export const ipAddressOperations: Operation[] = [
     bucket: "write",
     async handle(context) {
       const ip = await findIpAddress(context);
-      await inKatapultWords(addressError, () => unallocateAddress(context.services.db, ip.id));
+      await inKatapultWords(addressError, () =>
+        unallocateAddress(context.services.db, ip.id, {
+          organizationId: ip.organization_id!,
+          defaults: context.services.organizationLimits,
+        }),
+      );
       context.services.notifyWork?.();
       return { body: {} };
     },

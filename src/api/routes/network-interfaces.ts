@@ -14,7 +14,7 @@ import { enumArgument, lookupArgument, pagination, paginationObject, requireLook
 import * as present from "../presenters.js";
 import { checkOwnership } from "../resolve.js";
 import { findIpAddress, findNetworkInterface, findVirtualMachine } from "../lookups.js";
-import { inKatapultWords } from "../refusals.js";
+import { inKatapultWords, limitCheck } from "../refusals.js";
 import type { Operation, OperationContext } from "../operation.js";
 import { ipAddressView, networkInterfaceListItem, networkInterfaceView } from "../views.js";
 import { addressError } from "./ip-addresses.js";
@@ -179,7 +179,9 @@ export const networkInterfaceOperations: Operation[] = [
       const { nic, vm } = await findNetworkInterface(context);
       // Answered as it was, with the addresses it had.
       const view = await networkInterfaceView(context.services.db, nic, vm);
-      await inKatapultWords(interfaceError, () => deleteInterface(context.services.db, nic.id));
+      await inKatapultWords(interfaceError, () =>
+        deleteInterface(context.services.db, nic.id, limitCheck(context, vm)),
+      );
       return { body: { virtual_machine_network_interface: view } };
     },
   },

@@ -11,11 +11,7 @@ async function policyOf(context: OperationContext) {
     limitsOf(context.services.db, check),
     organizationUsage(context.services.db, org.id),
   ]);
-  const [virtualNetworks, isos] = await Promise.all([
-    countOf(context, "virtual_networks", org.id),
-    countOf(context, "isos", org.id),
-  ]);
-  return { org, limits, overridden, usage, virtualNetworks, isos };
+  return { org, limits, overridden, usage };
 }
 
 async function countOf(
@@ -62,7 +58,9 @@ export const organizationLimitOperations: Operation[] = [
     access: "read",
     bucket: "read",
     async handle(context) {
-      const { limits } = await policyOf(context);
+      const org = await resolveOrganization(context);
+      const check = { organizationId: org.id, defaults: context.services.organizationLimits };
+      const { limits } = await limitsOf(context.services.db, check);
       return {
         body: {
           policy_limits: {
@@ -94,7 +92,11 @@ export const organizationLimitOperations: Operation[] = [
     access: "read",
     bucket: "read",
     async handle(context) {
-      const { org, limits, overridden, usage, virtualNetworks, isos } = await policyOf(context);
+      const { org, limits, overridden, usage } = await policyOf(context);
+      const [virtualNetworks, isos] = await Promise.all([
+        countOf(context, "virtual_networks", org.id),
+        countOf(context, "isos", org.id),
+      ]);
       // Katapult's PolicyLimit has an integer limit: an unlimited one reads -1.
       const policyLimits = Object.fromEntries(
         LIMIT_NAMES.map((name) => [
