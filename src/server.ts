@@ -124,6 +124,7 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
       ...(config.httpLimits ? { httpLimits: config.httpLimits } : {}),
       ...(config.trustedProxies ? { trustedProxies: config.trustedProxies } : {}),
       ...(config.logger !== undefined ? { logger: config.logger } : {}),
+      ...(agent ? { health: { agent: () => agent.health() } } : {}),
     });
     void agent
       ?.start()

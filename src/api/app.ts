@@ -14,6 +14,8 @@ import { isDatabaseUnavailable, shareReadsUntilTurnEnds } from "../store/index.j
 import { LimitReached } from "../lifecycle/index.js";
 import { limitReachedError } from "./refusals.js";
 import { BodyDeadlines, encodingRefusal } from "./body-guards.js";
+import type { AgentHealth } from "../engine/agent.js";
+import { readinessChecks } from "./health.js";
 import {
   ConnectionCaps,
   DEFAULT_HTTP_LIMITS,
@@ -42,6 +44,8 @@ export interface AppOptions {
   logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
   /** How long the maintenance flag is cached per process (ms). */
   maintenanceCacheMs?: number;
+  /** What /readyz asks besides the database: the in-process host agent, if any. */
+  health?: { agent?: () => AgentHealth; databaseTimeoutMs?: number };
 }
 
 declare module "fastify" {
@@ -51,6 +55,9 @@ declare module "fastify" {
     identity?: Identity;
   }
 }
+
+/** How long the database may take to answer /readyz's query before the server is not ready. */
+const READY_DATABASE_TIMEOUT_MS = 2_000;
 
 const COMMON_HEADERS = {
   "access-control-allow-origin": "*",
@@ -159,7 +166,8 @@ export async function buildApp(options: AppOptions): Promise<Api> {
   app.addHook("onRequest", (request, reply, done) => {
     void reply.headers(COMMON_HEADERS).header("x-request-id", request.id);
     done(
-      draining
+      // A draining process is still alive: /healthz says so; everything else is refused.
+      draining && request.url !== "/healthz"
         ? new ApiError("service_unavailable", { details: "the server is shutting down" })
         : (caps.refusal(request.raw.socket) ?? requestLineRefusal(request, limits)),
     );
@@ -223,6 +231,28 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     }
     request.log.error({ err: error }, "unhandled error");
     return sendError(reply, new ApiError("unhandled_exception"));
+  });
+
+  // Health, without credentials, for load balancers, supervisors and orchestrators.
+  app.get("/healthz", (_request, reply) => {
+    finishHeaders(reply);
+    return reply.type("application/json; charset=utf-8").send({ status: "alive" });
+  });
+  app.get("/readyz", async (_request, reply) => {
+    const checks = await readinessChecks({
+      db: services.db,
+      isDraining: () => draining,
+      databaseTimeoutMs: options.health?.databaseTimeoutMs ?? READY_DATABASE_TIMEOUT_MS,
+      ...(options.health?.agent ? { agent: options.health.agent } : {}),
+    });
+    const failing = checks.filter((check) => !check.ok);
+    if (failing.length > 0)
+      throw new ApiError("service_unavailable", {
+        details: "not ready: " + failing.map((check) => `${check.name}: ${check.detail}`).join("; "),
+        checks,
+      });
+    finishHeaders(reply);
+    return reply.type("application/json; charset=utf-8").send({ status: "ready", checks });
   });
 
   app.setNotFoundHandler((request, reply) => {

@@ -19,6 +19,14 @@ export interface AgentOptions {
   log: (message: string, fields?: Record<string, unknown>) => void;
 }
 
+/** What the in-process host agent says of itself, for /readyz. */
+export interface AgentHealth {
+  /** Its worker runs (its host is in the catalog and was prepared). */
+  running: boolean;
+  /** When it last compared its host with the records (ms since the epoch). */
+  lastReconciledAt: number | undefined;
+}
+
 /**
  * The host agent of one hypervisor host: the driver its catalog entry names and the
  * worker that feeds it.
@@ -100,6 +108,11 @@ export class HostAgent {
 
   poke(): void {
     this.worker?.poke();
+  }
+
+  /** For /readyz: whether the worker runs, and when it last reconciled its host. */
+  health(): AgentHealth {
+    return { running: this.worker !== undefined, lastReconciledAt: this.worker?.lastReconciledAt };
   }
 
   console(vmId: string): Promise<string> | undefined {

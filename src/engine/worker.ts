@@ -420,6 +420,9 @@ export class Worker {
    * host that no live VM owns (a purged or failed VM, a crashed build's leftovers) goes;
    * a VM in the trash stays until its purge.
    */
+  /** When the host was last reconciled with the records (ms since the epoch). */
+  lastReconciledAt: number | undefined;
+
   async reconcile(): Promise<void> {
     const { driver } = this.options;
     const vms = await this.db
@@ -466,6 +469,7 @@ export class Worker {
       this.log(`reconcile: removing ${vmId} from host ${this.host.name} (no live VM owns it)`);
       await driver.destroy(vmId);
     }
+    this.lastReconciledAt = Date.now();
   }
 }
 

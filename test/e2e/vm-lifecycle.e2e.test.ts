@@ -109,6 +109,13 @@ describe("a VM built from examples/web.xml (real QEMU)", () => {
     expect(qemuProcesses(vmId)).toHaveLength(1);
   }, 600_000);
 
+  it("the server with its host agent reports ready, the agent's reconcile included", async () => {
+    const response = await server.app.inject({ method: "GET", url: "/readyz" });
+    expect(response.statusCode, response.body).toBe(200);
+    const checks = (response.json() as { checks: { name: string; ok: boolean }[] }).checks;
+    expect(checks.find((check) => check.name === "host_agent")).toMatchObject({ ok: true });
+  });
+
   it("answers ping on its IPv4 and IPv6 addresses from the namespace", async () => {
     for (const address of addresses) {
       const result = await ping(namespace, address);
