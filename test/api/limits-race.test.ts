@@ -8,7 +8,13 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createServer, type RunningServer } from "../../src/server.js";
-import { EXAMPLE_CATALOG, startTestApi, withTenants, type TestApi } from "../support/api.js";
+import {
+  EXAMPLE_CATALOG,
+  startTestApi,
+  withScarceNetwork,
+  withTenants,
+  type TestApi,
+} from "../support/api.js";
 import { DIALECTS } from "../support/stores.js";
 
 const WEB_XML = readFileSync(new URL("../../examples/web.xml", import.meta.url), "utf8");
@@ -36,23 +42,7 @@ describe.each(DIALECTS)("limit races on %s", (dialect) => {
   let ids: Record<"acme" | "globex", string>;
 
   beforeAll(async () => {
-    const catalog = structuredClone(EXAMPLE_CATALOG);
-    catalog.networks.push({
-      permalink: "scarce",
-      name: "Scarce",
-      data_center: "lab-1",
-      default: false,
-      dns_servers: [],
-      subnets: [
-        {
-          cidr: "203.0.113.0/24",
-          gateway: "203.0.113.1",
-          range_start: "203.0.113.201",
-          range_end: "203.0.113.206",
-          version: 4,
-        },
-      ],
-    });
+    const catalog = withScarceNetwork(EXAMPLE_CATALOG, 201, 206);
     const config = { organizationLimits: LIMITS, rateLimits: RATES };
     api = await startTestApi(dialect, { catalog, config });
     const tenants = await withTenants(api);

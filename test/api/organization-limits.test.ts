@@ -61,6 +61,23 @@ describe.each(DIALECTS)("organization limits on %s", (dialect) => {
     return response.json();
   };
 
+  /** A VM of this test by hostname, and its first network interface. */
+  async function firstInterface(hostname: string) {
+    const db = api.server.store.db;
+    const vm = await db
+      .selectFrom("virtual_machines")
+      .select("id")
+      .where("hostname", "=", hostname)
+      .executeTakeFirstOrThrow();
+    const nic = await db
+      .selectFrom("network_interfaces")
+      .select("id")
+      .where("virtual_machine_id", "=", vm.id)
+      .orderBy("position")
+      .executeTakeFirstOrThrow();
+    return { vm, nic };
+  }
+
   /** A completed build, as the engine leaves it (no engine runs here): what changes need. */
   async function completed(vmId: string): Promise<void> {
     const db = api.server.store.db;
@@ -284,17 +301,7 @@ describe.each(DIALECTS)("organization limits on %s", (dialect) => {
       .execute();
     expect(held).toHaveLength(2);
     // Nor can an address made for a VM be unallocated past it, or an interface deleted with its addresses.
-    const vm = await api.server.store.db
-      .selectFrom("virtual_machines")
-      .select("id")
-      .where("hostname", "=", "limit-1")
-      .executeTakeFirstOrThrow();
-    const nic = await api.server.store.db
-      .selectFrom("network_interfaces")
-      .select("id")
-      .where("virtual_machine_id", "=", vm.id)
-      .orderBy("position")
-      .executeTakeFirstOrThrow();
+    const { vm, nic } = await firstInterface("limit-1");
     const made = await api.call(
       "POST",
       `/core/v1/virtual_machine_network_interfaces/_/allocate_new_ip?virtual_machine_network_interface[id]=${nic.id}`,
@@ -352,16 +359,7 @@ describe.each(DIALECTS)("organization limits on %s", (dialect) => {
     it("32 addresses build; a 33rd allocated to the VM afterwards is refused", async () => {
       const built = await build("caps-32", globexToken, "globex", withAllocations(32));
       expect(built.statusCode, built.body).toBe(201);
-      const vm = await api.server.store.db
-        .selectFrom("virtual_machines")
-        .select("id")
-        .where("hostname", "=", "caps-32")
-        .executeTakeFirstOrThrow();
-      const nic = await api.server.store.db
-        .selectFrom("network_interfaces")
-        .select("id")
-        .where("virtual_machine_id", "=", vm.id)
-        .executeTakeFirstOrThrow();
+      const { vm, nic } = await firstInterface("caps-32");
       const more = await api.call(
         "POST",
         `/core/v1/virtual_machine_network_interfaces/_/allocate_new_ip?virtual_machine_network_interface[id]=${nic.id}`,

@@ -10,7 +10,13 @@ import { applyCatalog } from "../../src/catalog/apply.js";
 import { createApiToken } from "../../src/catalog/accounts.js";
 import { NO_LIMITS } from "../../src/lifecycle/index.js";
 import { newId } from "../../src/store/index.js";
-import { EXAMPLE_CATALOG, startTestApi, withTenants, type TestApi } from "../support/api.js";
+import {
+  EXAMPLE_CATALOG,
+  startTestApi,
+  withScarceNetwork,
+  withTenants,
+  type TestApi,
+} from "../support/api.js";
 import { DIALECTS } from "../support/stores.js";
 
 const WEB_XML = readFileSync(new URL("../../examples/web.xml", import.meta.url), "utf8");
@@ -292,23 +298,7 @@ describe.each(DIALECTS)("tenant isolation on %s", (dialect) => {
 
 describe.each(DIALECTS)("address races on %s", (dialect) => {
   it("200 concurrent builds for the last 50 addresses: exactly 50 accepted, no address twice", async () => {
-    const catalog = structuredClone(EXAMPLE_CATALOG);
-    catalog.networks.push({
-      permalink: "scarce",
-      name: "Scarce",
-      data_center: "lab-1",
-      default: false,
-      dns_servers: [],
-      subnets: [
-        {
-          cidr: "203.0.113.0/24",
-          gateway: "203.0.113.1",
-          range_start: "203.0.113.101",
-          range_end: "203.0.113.150",
-          version: 4,
-        },
-      ],
-    });
+    const catalog = withScarceNetwork(EXAMPLE_CATALOG, 101, 150);
     const api = await startTestApi(dialect, {
       catalog,
       // The race is for the network's addresses, not the organization's limits.

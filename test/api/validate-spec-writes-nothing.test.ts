@@ -11,7 +11,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { addressKey } from "../../src/catalog/addresses.js";
 import { createUser } from "../../src/catalog/accounts.js";
 import { newId, type Database, type DialectName } from "../../src/store/index.js";
-import { EXAMPLE_CATALOG, startTestApi, withTenants, type TestApi } from "../support/api.js";
+import {
+  EXAMPLE_CATALOG,
+  startTestApi,
+  withScarceNetwork,
+  withTenants,
+  type TestApi,
+} from "../support/api.js";
 import { DIALECTS } from "../support/stores.js";
 
 const WEB_XML = readFileSync(new URL("../../examples/web.xml", import.meta.url), "utf8");
@@ -105,7 +111,8 @@ describe.each(DIALECTS)("validate_spec writes nothing on %s", (dialect) => {
   let db: Kysely<Database>;
 
   beforeAll(async () => {
-    const catalog = structuredClone(EXAMPLE_CATALOG);
+    // A network with exactly one address, taken below: a spec that wants one is "exhausted".
+    const catalog = withScarceNetwork(EXAMPLE_CATALOG, 101, 101);
     // examples/every-element.xml sets a "timezone" option on the demo template.
     catalog.disk_templates[0]!.versions[0]!.options.push({
       name: "timezone",
@@ -116,23 +123,6 @@ describe.each(DIALECTS)("validate_spec writes nothing on %s", (dialect) => {
       placeholder: null,
       prefill: "UTC",
       pattern: null,
-    });
-    // A network with exactly one address, taken below: a spec that wants one is "exhausted".
-    catalog.networks.push({
-      permalink: "scarce",
-      name: "Scarce",
-      data_center: "lab-1",
-      default: false,
-      dns_servers: [],
-      subnets: [
-        {
-          cidr: "203.0.113.0/24",
-          gateway: "203.0.113.1",
-          range_start: "203.0.113.101",
-          range_end: "203.0.113.101",
-          version: 4,
-        },
-      ],
     });
     api = await startTestApi(dialect, { catalog });
     db = api.server.store.db;

@@ -17,6 +17,31 @@ export const EXAMPLE_CATALOG = (() => {
   return read.catalog;
 })();
 
+/**
+ * The catalog with a network "scarce" in lab-1 whose only IPv4 range is
+ * 203.0.113.<first>-<last>: for races for a pool's last addresses.
+ */
+export function withScarceNetwork(catalog: CatalogFile, first: number, last: number): CatalogFile {
+  const copy = structuredClone(catalog);
+  copy.networks.push({
+    permalink: "scarce",
+    name: "Scarce",
+    data_center: "lab-1",
+    default: false,
+    dns_servers: [],
+    subnets: [
+      {
+        cidr: "203.0.113.0/24",
+        gateway: "203.0.113.1",
+        range_start: `203.0.113.${first}`,
+        range_end: `203.0.113.${last}`,
+        version: 4,
+      },
+    ],
+  });
+  return copy;
+}
+
 export const ED25519_KEY =
   "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIM94jXUHIo4KYUcjcjfFY6Fl210zUyaWtYQFHevkhQ73 test@example.org";
 
