@@ -245,6 +245,11 @@ export const ERRORS = {
     status: 431,
     description: "The request's headers (with its URL) are larger than this server accepts",
   },
+  cors_origin_not_allowed: {
+    status: 403,
+    description:
+      "Browser pages from this origin may not call this API (see cors.origins in the configuration)",
+  },
   invalid_argument: { status: 400, description: "An argument is invalid" },
   missing_required_argument: { status: 400, description: "A required argument has not been provided" },
 } as const;

@@ -1,6 +1,8 @@
 import type { FastifyInstance } from "fastify";
 import { buildApp, type Api } from "./api/app.js";
 import type { HttpLimits } from "./api/http-limits.js";
+import type { CorsOptions } from "./api/cors.js";
+import type { LoadShedding } from "./api/load-shedding.js";
 import { hotQueries } from "./api/hot-queries.js";
 import { RenderedBodies } from "./api/rendered-bodies.js";
 import { OPERATIONS } from "./api/operations.js";
@@ -48,6 +50,10 @@ export interface ServerConfig {
   bodyLimit?: number;
   /** Time, connection and size limits of the HTTP server. */
   httpLimits?: Partial<HttpLimits>;
+  /** Origins browsers may call the API from (default: none). */
+  cors?: CorsOptions;
+  /** When a saturated process refuses new requests (default: never; `serve` passes the configuration's). */
+  loadShedding?: LoadShedding;
   /** Limits of organizations that have none of their own; missing ones are the built-in defaults. */
   organizationLimits?: Partial<OrganizationLimits>;
   /** How often expired idempotency keys and trash are purged (ms). */
@@ -122,6 +128,8 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
       operations: OPERATIONS,
       ...(config.bodyLimit ? { bodyLimit: config.bodyLimit } : {}),
       ...(config.httpLimits ? { httpLimits: config.httpLimits } : {}),
+      ...(config.cors ? { cors: config.cors } : {}),
+      ...(config.loadShedding ? { loadShedding: config.loadShedding } : {}),
       ...(config.trustedProxies ? { trustedProxies: config.trustedProxies } : {}),
       ...(config.logger !== undefined ? { logger: config.logger } : {}),
       ...(agent ? { health: { agent: () => agent.health() } } : {}),

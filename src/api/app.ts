@@ -16,6 +16,8 @@ import { limitReachedError } from "./refusals.js";
 import { BodyDeadlines, encodingRefusal } from "./body-guards.js";
 import type { AgentHealth } from "../engine/agent.js";
 import { readinessChecks } from "./health.js";
+import { preflightRefusal, registerCors, type CorsOptions } from "./cors.js";
+import { registerLoadShedding, type LoadShedding } from "./load-shedding.js";
 import {
   ConnectionCaps,
   DEFAULT_HTTP_LIMITS,
@@ -46,6 +48,10 @@ export interface AppOptions {
   maintenanceCacheMs?: number;
   /** What /readyz asks besides the database: the in-process host agent, if any. */
   health?: { agent?: () => AgentHealth; databaseTimeoutMs?: number };
+  /** Origins browsers may call the API from (default: none). */
+  cors?: CorsOptions;
+  /** When a saturated process refuses new requests (default: never; `serve` passes the configuration's). */
+  loadShedding?: LoadShedding;
 }
 
 declare module "fastify" {
@@ -59,10 +65,9 @@ declare module "fastify" {
 /** How long the database may take to answer /readyz's query before the server is not ready. */
 const READY_DATABASE_TIMEOUT_MS = 2_000;
 
+// Katapult also answers Access-Control-Allow-Origin: * on every response; here CORS is
+// the operator's choice (cors.ts).
 const COMMON_HEADERS = {
-  "access-control-allow-origin": "*",
-  "access-control-allow-methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-  "access-control-allow-headers": "Authorization, Content-Type",
   "cache-control": "max-age=0, private, must-revalidate",
 };
 
@@ -173,6 +178,10 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     );
   });
 
+  // Shedding and CORS come after the hook above, so their answers carry the request ID too.
+  if (options.loadShedding) await registerLoadShedding(app, options.loadShedding);
+  await registerCors(app, options.cors ?? { origins: [] });
+
   // Every answer but a hijacked one (event streams) leaves through sendError or a route
   // handler's send: both add what the real API puts on every response.
   const finishHeaders = (reply: FastifyReply) => {
@@ -256,6 +265,8 @@ export async function buildApp(options: AppOptions): Promise<Api> {
   });
 
   app.setNotFoundHandler((request, reply) => {
+    const refusal = preflightRefusal(request);
+    if (refusal) return sendError(reply, refusal);
     const path = request.url.split("?")[0]!.replace(/^\/core\/v1\/?/, "");
     return sendError(reply, routeNotFound(request.method, path));
   });

@@ -31,15 +31,10 @@ import {
   type LimitName,
   type LimitSetting,
 } from "../lifecycle/index.js";
-import { organizationLimitsFromEnv } from "./serve-command.js";
-import {
-  migrateToLatest,
-  openStore,
-  ROLES,
-  storeOptionsFromEnv,
-  type Role,
-  type Store,
-} from "../store/index.js";
+import { loadSettings } from "../config/load.js";
+import { organizationLimitsOf, storeOptionsOf } from "../config/server-config.js";
+import type { Settings } from "../config/settings.js";
+import { migrateToLatest, openStore, ROLES, type Role, type Store } from "../store/index.js";
 
 /** A template's catalog entry, as examples/catalog.yaml has it, alone in a catalog of its own. */
 function templateCatalog(permalink: string): CatalogFile {
@@ -80,8 +75,17 @@ const limitSetting = (value: string): LimitFlagValue => {
 };
 
 interface StoreFlags {
+  config?: string;
   data?: string;
   json?: boolean;
+}
+
+/** The settings an admin command runs with: the service's own file and environment, and --data. */
+function settingsOf(flags: StoreFlags): Settings {
+  return loadSettings({
+    configFile: flags.config,
+    flags: flags.data === undefined ? [] : [{ key: "data_dir", flag: "--data", text: flags.data }],
+  }).settings;
 }
 
 /** Prints a result for people, or as one JSON document with --json. */
@@ -95,7 +99,7 @@ async function withStore(
   action: (store: Store) => Promise<void>,
   migrate = true,
 ): Promise<void> {
-  const store = await openStore({ ...storeOptionsFromEnv(flags.data), migrate });
+  const store = await openStore({ ...storeOptionsOf(settingsOf(flags)), migrate });
   try {
     await action(store);
   } catch (error) {
@@ -126,9 +130,10 @@ function storeCommand(parent: Command, name: string, description: string): Comma
     .command(name)
     .description(description)
     .option(
-      "--data <dir>",
-      "data directory of the embedded SQLite database (default: $TREBUCHET_DATA or .data)",
+      "--config <file>",
+      "configuration file (default: $TREBUCHET_CONFIG or /etc/trebuchet/trebuchet.yaml)",
     )
+    .option("--data <dir>", "data directory (default: the configuration's data_dir)")
     .option("--json", "print the result as JSON");
 }
 
@@ -250,7 +255,7 @@ export function registerAdminCommands(program: Command): void {
             }),
         );
         if (Object.keys(settings).length > 0) await setOrganizationLimits(store.db, row.id, settings);
-        const check = { organizationId: row.id, defaults: organizationLimitsFromEnv(process.env) };
+        const check = { organizationId: row.id, defaults: organizationLimitsOf(settingsOf(flags)) };
         const { limits, overridden } = await limitsOf(store.db, check);
         const usage = await organizationUsage(store.db, row.id);
         const lines = LIMIT_NAMES.map((name) => {
@@ -394,7 +399,7 @@ export function registerAdminCommands(program: Command): void {
     .option("--force", "build it again even when it exists")
     .action((flags: StoreFlags & { force?: boolean }) =>
       withStore(flags, async (store) => {
-        const templatesDir = join(storeOptionsFromEnv(flags.data).dataDir ?? ".data", "templates");
+        const templatesDir = join(settingsOf(flags).data_dir, "templates");
         const files =
           flags.force || !demoTemplateExists(templatesDir)
             ? await buildDemoTemplate(templatesDir, (line) => process.stderr.write(`${line}\n`))
@@ -416,7 +421,7 @@ export function registerAdminCommands(program: Command): void {
     .option("--force", "build it again even when it exists")
     .action((flags: StoreFlags & { force?: boolean }) =>
       withStore(flags, async (store) => {
-        const templatesDir = join(storeOptionsFromEnv(flags.data).dataDir ?? ".data", "templates");
+        const templatesDir = join(settingsOf(flags).data_dir, "templates");
         const log = (line: string) => process.stderr.write(`${line}\n`);
         let files = cloudTemplateFiles(templatesDir);
         if (flags.force || !cloudTemplateExists(templatesDir)) {

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { PROJECT_ROOT } from "../paths.js";
 import { promisify } from "node:util";
-import type { Command } from "commander";
+import { InvalidArgumentError, type Command } from "commander";
 import {
   addSshKey,
   AccountError,
@@ -18,12 +18,19 @@ import { createServer, DEFAULT_BASE_DOMAIN } from "../server.js";
 import { openStore } from "../store/index.js";
 import { buildCommand } from "./user-commands.js";
 import { ApiClient } from "./client.js";
-import { parseListen, type ListenAddress } from "./serve-command.js";
+import { parseListen, type ListenAddress } from "../api/listen.js";
 import { DEMO_PACKAGES, ensureSystemPackages } from "./system-packages.js";
 
 const exec = promisify(execFile);
 const ROOT = PROJECT_ROOT;
 const say = (line: string) => process.stdout.write(`${line}\n`);
+const listenArgument = (text: string) => {
+  try {
+    return parseListen(text);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+};
 
 export function registerDemoCommand(program: Command): void {
   program
@@ -32,7 +39,7 @@ export function registerDemoCommand(program: Command): void {
       "Build a VM from examples/web.xml on this machine, end to end, and keep the service running until Ctrl-C",
     )
     .option("--data <dir>", "data directory", ".data/demo")
-    .option("--listen <host:port>", "API address", parseListen, parseListen("127.0.0.1:8080"))
+    .option("--listen <host:port>", "API address", listenArgument, parseListen("127.0.0.1:8080"))
     .option("--keep", "leave the demo VM running when the demo stops")
     .action(async (options: { data: string; listen: ListenAddress; keep?: boolean }) => {
       const dataDir = resolve(options.data);

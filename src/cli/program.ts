@@ -4,6 +4,7 @@ import { registerDemoCommand } from "./demo-command.js";
 import { registerServeCommand } from "./serve-command.js";
 import { registerUserCommands } from "./user-commands.js";
 import { registerSpecCommands } from "./spec-commands.js";
+import { registerConfigCommands } from "./config-commands.js";
 
 export function buildProgram(): Command {
   const program = new Command("trebuchet")
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   registerServeCommand(program);
   registerUserCommands(program);
   registerAdminCommands(program);
+  registerConfigCommands(program);
   const override = (command: Command) => {
     command.exitOverride();
     command.commands.forEach(override);

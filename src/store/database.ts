@@ -172,12 +172,3 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   }
   return store;
 }
-
-/** The store the environment selects: `DATABASE_URL` for PostgreSQL, else SQLite in the data directory. */
-export function storeOptionsFromEnv(
-  dataDir: string | undefined,
-  env: NodeJS.ProcessEnv = process.env,
-): StoreOptions {
-  const databaseUrl = env.DATABASE_URL?.trim() || undefined;
-  return { databaseUrl, dataDir: dataDir ?? env.TREBUCHET_DATA ?? ".data" };
-}
