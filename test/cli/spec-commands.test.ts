@@ -108,6 +108,8 @@ describe("trebuchet admin migrate", () => {
   it("fails clearly on a DATABASE_URL that is not PostgreSQL", () => {
     const result = runCli(["admin", "migrate"], { env: { DATABASE_URL: "mysql://x" } });
     expect(result.status).toBe(78);
-    expect(result.stderr).toContain('DATABASE_URL="mysql://x" (database_url): expected a postgres:// URL or null');
+    expect(result.stderr).toContain(
+      'DATABASE_URL="mysql://x" (database_url): expected a postgres:// URL or null',
+    );
   });
 });
