@@ -6,6 +6,8 @@ import type { LoadShedding } from "./api/load-shedding.js";
 import { hotQueries } from "./api/hot-queries.js";
 import { RenderedBodies } from "./api/rendered-bodies.js";
 import { OPERATIONS } from "./api/operations.js";
+import { Metrics } from "./metrics/metrics.js";
+import { registerRecordedGauges } from "./metrics/gauges.js";
 import { Authenticator } from "./auth/authenticate.js";
 import { OAuthVerifier, type OAuthConfig } from "./auth/oauth.js";
 import { SnapshotLoader } from "./catalog/snapshot.js";
@@ -63,6 +65,8 @@ export interface ServerConfig {
   /** How long a token or an organization's state may be served from memory (ms; 0 = never). */
   authCacheMs?: number;
   logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
+  /** Count requests, builds, tasks and statements for Prometheus (default: off; `serve` turns it on with metrics_listen). */
+  metrics?: boolean;
 }
 
 export const DEFAULT_BASE_DOMAIN = "trebuchet.internal";
@@ -80,13 +84,16 @@ export interface RunningServer {
   app: FastifyInstance;
   store: Store;
   agent: HostAgent | undefined;
+  /** What /metrics serves, when config.metrics is on (see metrics/listen.ts). */
+  metrics: Metrics | undefined;
   /** Drains in-flight requests (new ones get 503), then closes the listener and the database. */
   stop(): Promise<void>;
 }
 
 /** Opens the store (migrating it) and assembles the API on it; the caller listens. */
 export async function createServer(config: ServerConfig): Promise<RunningServer> {
-  const store = await openStore(config.store);
+  const metrics = config.metrics ? new Metrics() : undefined;
+  const store = await openStore(metrics ? { ...config.store, statements: metrics } : config.store);
   const role = config.role ?? "all";
   const closing = new AbortController();
   const agent =
@@ -100,8 +107,10 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
           ...(config.agent.leaseSeconds ? { leaseSeconds: config.agent.leaseSeconds } : {}),
           ...(config.agent.pollMs ? { pollMs: config.agent.pollMs } : {}),
           ...(config.agent.instrument ? { instrument: config.agent.instrument } : {}),
+          ...(metrics ? { events: metrics } : {}),
         })
       : undefined;
+  if (metrics) registerRecordedGauges(metrics, store.db, agent ? () => agent.processes() : undefined);
   let api: Api;
   try {
     api = await buildApp({
@@ -133,6 +142,7 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
       ...(config.trustedProxies ? { trustedProxies: config.trustedProxies } : {}),
       ...(config.logger !== undefined ? { logger: config.logger } : {}),
       ...(agent ? { health: { agent: () => agent.health() } } : {}),
+      ...(metrics ? { observer: metrics } : {}),
     });
     void agent
       ?.start()
@@ -154,6 +164,7 @@ export async function createServer(config: ServerConfig): Promise<RunningServer>
       app: api.app,
       store,
       agent,
+      metrics,
       stop() {
         stopping ??= (async () => {
           api.startDraining();

@@ -52,6 +52,19 @@ export interface AppOptions {
   cors?: CorsOptions;
   /** When a saturated process refuses new requests (default: never; `serve` passes the configuration's). */
   loadShedding?: LoadShedding;
+  /** Told of every answer and every rate-limit refusal (metrics; default: nobody). */
+  observer?: RequestObserver;
+}
+
+export interface RequestObserver {
+  /** `operation` is the Katapult operation's name, or what else answered (`healthz`, `route_not_found`). */
+  request(operation: string, status: number, seconds: number): void;
+  rateLimited(bucket: string): void;
+}
+
+/** The name requests to a route are counted under: set in each route's config. */
+interface RouteConfig {
+  operation?: string;
 }
 
 declare module "fastify" {
@@ -178,6 +191,16 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     );
   });
 
+  const observer = options.observer;
+  if (observer)
+    app.addHook("onResponse", (request, reply, done) => {
+      const operation =
+        (request.routeOptions.config as RouteConfig).operation ??
+        (request.is404 ? "route_not_found" : request.method === "OPTIONS" ? "cors_preflight" : "other");
+      observer.request(operation, reply.statusCode, reply.elapsedTime / 1000);
+      done();
+    });
+
   // Shedding and CORS come after the hook above, so their answers carry the request ID too.
   if (options.loadShedding) await registerLoadShedding(app, options.loadShedding);
   await registerCors(app, options.cors ?? { origins: [] });
@@ -243,11 +266,11 @@ export async function buildApp(options: AppOptions): Promise<Api> {
   });
 
   // Health, without credentials, for load balancers, supervisors and orchestrators.
-  app.get("/healthz", (_request, reply) => {
+  app.get("/healthz", { config: { operation: "healthz" } }, (_request, reply) => {
     finishHeaders(reply);
     return reply.type("application/json; charset=utf-8").send({ status: "alive" });
   });
-  app.get("/readyz", async (_request, reply) => {
+  app.get("/readyz", { config: { operation: "readyz" } }, async (_request, reply) => {
     const checks = await readinessChecks({
       db: services.db,
       isDraining: () => draining,
@@ -282,6 +305,7 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     const limit = await rateLimiter.hit(identity.id, operation.bucket);
     request.rateLimit = limit;
     if (limit.exceeded) {
+      observer?.rateLimited(operation.bucket);
       throw new ApiError("rate_limit_reached", { total_permitted: limit.permitted }, undefined, {
         "retry-after": String(limit.resetIn),
       });
@@ -302,6 +326,7 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     app.route({
       method: operation.method,
       url: BASE_PATH + routePath(operation.path),
+      config: { operation: operation.name } satisfies RouteConfig,
       // Credentials, rate limit and scopes are checked before the body is read: a refused
       // request costs no parsing, however large its body.
       onRequest: (request, _reply, done) => {

@@ -14,6 +14,8 @@ export function storeOptionsOf(settings: Settings): StoreOptions {
 export interface ServeConfig {
   server: ServerConfig;
   listen: ListenAddress;
+  /** Where GET /metrics is served; undefined: metrics are off. */
+  metricsListen: ListenAddress | undefined;
 }
 
 /** Limits of organizations without their own; `unlimited` is null there. */
@@ -33,7 +35,9 @@ export function serveConfigOf(settings: Settings): ServeConfig {
   const shedding = settings.load_shedding;
   return {
     listen: parseListen(settings.listen),
+    metricsListen: settings.metrics_listen === null ? undefined : parseListen(settings.metrics_listen),
     server: {
+      metrics: settings.metrics_listen !== null,
       store: storeOptionsOf(settings),
       role: settings.role,
       agent: {

@@ -64,6 +64,15 @@ export const SETTINGS: readonly Setting[] = [
     default: "127.0.0.1:8080",
   },
   {
+    key: "metrics_listen",
+    env: "TREBUCHET_METRICS_LISTEN",
+    description:
+      "Address of GET /metrics (Prometheus), apart from the API so tenants never see it; null: no metrics.",
+    schema: { type: ["string", "null"], pattern: LISTEN_PATTERN },
+    expected: "HOST:PORT, [IPv6]:PORT, :PORT or null",
+    default: null,
+  },
+  {
     key: "data_dir",
     env: "TREBUCHET_DATA",
     description:
@@ -326,6 +335,7 @@ export const SETTINGS_BY_KEY: ReadonlyMap<string, Setting> = new Map(SETTINGS.ma
 /** The settings once read and checked (the file's shape, every key present). */
 export interface Settings {
   listen: string;
+  metrics_listen: string | null;
   data_dir: string;
   database_url: string | null;
   role: "api" | "worker" | "all";

@@ -3,7 +3,7 @@ import type { Kysely } from "kysely";
 import type { HostDriver, StepTimeouts } from "../hosts/driver.js";
 import { createDriver } from "../hosts/registry.js";
 import { isDatabaseUnavailable, type Database } from "../store/index.js";
-import { Worker } from "./worker.js";
+import { Worker, type WorkerEvents } from "./worker.js";
 
 export interface AgentOptions {
   db: Kysely<Database>;
@@ -17,6 +17,8 @@ export interface AgentOptions {
   /** Wraps the host's driver (a call log in tests: hosts/call-log.ts). */
   instrument?: (driver: HostDriver) => HostDriver;
   log: (message: string, fields?: Record<string, unknown>) => void;
+  /** Told when builds and tasks end, leases are taken over and work is retried (metrics). */
+  events?: WorkerEvents;
 }
 
 /** What the in-process host agent says of itself, for /readyz. */
@@ -37,6 +39,7 @@ export class HostAgent {
   private driver: HostDriver | undefined;
   private stopped = false;
   private starting: Promise<void> | undefined;
+  private hostName: string | undefined;
 
   constructor(private readonly options: AgentOptions) {}
 
@@ -91,9 +94,11 @@ export class HostAgent {
       ...(this.options.leaseSeconds ? { leaseSeconds: this.options.leaseSeconds } : {}),
       ...(this.options.pollMs ? { pollMs: this.options.pollMs } : {}),
       log: this.options.log,
+      ...(this.options.events ? { events: this.options.events } : {}),
     });
     await worker.start();
     this.worker = worker;
+    this.hostName = host.name;
     this.options.log(`host agent running host ${host.name}`);
     return true;
   }
@@ -113,6 +118,15 @@ export class HostAgent {
   /** For /readyz: whether the worker runs, and when it last reconciled its host. */
   health(): AgentHealth {
     return { running: this.worker !== undefined, lastReconciledAt: this.worker?.lastReconciledAt };
+  }
+
+  /** How many of its host's VMs have a running process (undefined until the worker runs). */
+  async processes(): Promise<{ host: string; running: number } | undefined> {
+    const driver = this.driver;
+    if (!driver || !this.hostName || !this.worker) return undefined;
+    let running = 0;
+    for (const vmId of await driver.list()) if ((await driver.state(vmId)) === "running") running++;
+    return { host: this.hostName, running };
   }
 
   console(vmId: string): Promise<string> | undefined {

@@ -43,7 +43,23 @@ export interface WorkerOptions {
   /** Builds and tasks this worker runs at once. */
   concurrency?: number;
   log?: (message: string, fields?: Record<string, unknown>) => void;
+  /** Told when builds and tasks end, leases are taken over and work is retried (metrics). */
+  events?: WorkerEvents;
 }
+
+export interface WorkerEvents {
+  buildFinished(outcome: "complete" | "failed", secondsSinceAccepted: number): void;
+  taskFinished(action: string, outcome: "completed" | "failed"): void;
+  leaseTakenOver(kind: "build" | "task"): void;
+  retried(kind: "build_attempt" | "host_step"): void;
+}
+
+const NO_EVENTS: WorkerEvents = {
+  buildFinished: () => undefined,
+  taskFinished: () => undefined,
+  leaseTakenOver: () => undefined,
+  retried: () => undefined,
+};
 
 export const DEFAULT_TIMEOUTS: StepTimeouts = { ready: 120_000, shutdown: 30_000 };
 
@@ -67,6 +83,7 @@ export class Worker {
   private readonly timeouts: StepTimeouts;
   private readonly maxAttempts: number;
   private readonly log: NonNullable<WorkerOptions["log"]>;
+  private readonly events: WorkerEvents;
   private running = false;
   private loop: Promise<void> | undefined;
   private host!: Row<"hosts">;
@@ -86,6 +103,7 @@ export class Worker {
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     this.maxAttempts = options.maxAttempts ?? 3;
     this.log = options.log ?? (() => undefined);
+    this.events = options.events ?? NO_EVENTS;
     this.concurrency = options.concurrency ?? 4;
   }
 
@@ -193,6 +211,7 @@ export class Worker {
     const claim = await claimBuild(this.db, this.holder, this.host);
     if (claim.kind === "unplaceable") this.log(`build ${claim.buildId}: failed: ${claim.reason}`);
     if (claim.kind !== "claimed") return false;
+    if (claim.build.takenOver) this.events.leaseTakenOver("build");
     this.spawn(claim.build.lease, (lost) => this.executeBuild(claim.build, lost));
     return true;
   }
@@ -206,13 +225,14 @@ export class Worker {
       await this.write(() =>
         buildStep(this.db, build, progress, what === "starting" ? "starting" : undefined),
       );
-      await retryTransient(body);
+      await retryTransient(body, () => this.events.retried("host_step"));
     };
     try {
       await this.write(() => beginBuild(this.db, build));
       if (build.attempt > this.maxAttempts)
         throw new HostError(`gave up after ${this.maxAttempts} attempts; the last was interrupted`);
       if (build.attempt > 1) {
+        this.events.retried("build_attempt");
         this.log(`build ${buildId}: attempt ${build.attempt}, clearing what the interrupted attempt left`);
         await driver.destroy(vmId);
       }
@@ -225,6 +245,7 @@ export class Worker {
       await step(60, "waiting for the guest", () => driver.waitReady(vmId, 0, this.timeouts.ready));
       if (lost()) throw new LeaseLost(build.lease);
       await this.write(() => completeBuild(this.db, build));
+      this.events.buildFinished("complete", secondsSince(build.acceptedAt));
       this.log(`build ${buildId}: complete`);
     } catch (error) {
       if (error instanceof LeaseLost || lost()) return this.abandon(build.lease, vmId);
@@ -246,6 +267,7 @@ export class Worker {
         if (failure instanceof LeaseLost) return this.abandon(build.lease, vmId);
         throw failure;
       }
+      this.events.buildFinished("failed", secondsSince(build.acceptedAt));
       this.log(`build ${buildId}: failed: ${reason}`);
     }
   }
@@ -285,6 +307,7 @@ export class Worker {
   private async nextTask(): Promise<boolean> {
     const task = await claimTask(this.db, this.holder, this.host.id);
     if (!task) return false;
+    if (task.takenOver) this.events.leaseTakenOver("task");
     this.spawn(task.lease, (lost) => this.executeTask(task, lost));
     return true;
   }
@@ -326,14 +349,18 @@ export class Worker {
       await this.write(() =>
         finishDiskTask(this.db, task, path === undefined ? {} : { path }, joinVmOnceBuilt),
       );
+      this.events.taskFinished(task.action, "completed");
     } catch (error) {
       if (error instanceof LeaseLost) return this.abandon(task.lease, diskId);
       if (isDatabaseUnavailable(error) && this.stopping.signal.aborted) return;
       const reason = (error as Error).message;
       this.log(`task ${task.taskId}: failed: ${reason}`);
-      await this.write(() => finishDiskTask(this.db, task, { failure: reason })).catch((failure: unknown) => {
-        if (!(failure instanceof LeaseLost)) throw failure;
-      });
+      await this.write(() => finishDiskTask(this.db, task, { failure: reason })).then(
+        () => this.events.taskFinished(task.action, "failed"),
+        (failure: unknown) => {
+          if (!(failure instanceof LeaseLost)) throw failure;
+        },
+      );
     }
   }
 
@@ -353,6 +380,7 @@ export class Worker {
       if (!decision.run) {
         this.log(`task ${task.taskId}: ${action} ${vmId}: nothing to do, it is ${decision.state}`);
         await this.write(() => finishTask(this.db, task, decision.state));
+        this.events.taskFinished(action, "completed");
         return;
       }
       this.log(`task ${task.taskId}: ${action} ${vmId}`);
@@ -397,6 +425,7 @@ export class Worker {
         }
       }
       await this.write(() => finishTask(this.db, task, decision.after, undefined, name));
+      this.events.taskFinished(action, "completed");
     } catch (error) {
       if (error instanceof LeaseLost) return this.abandon(task.lease, vmId);
       // Stopping while the database is away: the lease runs out and the action runs again.
@@ -404,7 +433,8 @@ export class Worker {
       const reason = (error as Error).message;
       this.log(`task ${task.taskId}: failed: ${reason}`);
       const power = await driver.state(vmId).catch(() => "missing" as const);
-      await this.write(() => finishTask(this.db, task, stateOfPower(power), reason)).catch(
+      await this.write(() => finishTask(this.db, task, stateOfPower(power), reason)).then(
+        () => this.events.taskFinished(action, "failed"),
         (failure: unknown) => {
           if (!(failure instanceof LeaseLost)) throw failure;
         },
@@ -473,12 +503,15 @@ export class Worker {
   }
 }
 
-async function retryTransient(body: () => Promise<void>, attempts = 3): Promise<void> {
+const secondsSince = (unixSeconds: number) => Math.max(0, Date.now() / 1000 - unixSeconds);
+
+async function retryTransient(body: () => Promise<void>, retrying: () => void, attempts = 3): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await body();
     } catch (error) {
       if (!(error instanceof HostError) || !error.transient || attempt >= attempts) throw error;
+      retrying();
       await sleep(500 * attempt);
     }
   }

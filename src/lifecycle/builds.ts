@@ -19,6 +19,10 @@ export interface ClaimedBuild {
   vmId: string;
   /** This claim's attempt, from 1; a crash mid-build costs one. */
   attempt: number;
+  /** When the build was accepted (Unix seconds). */
+  acceptedAt: number;
+  /** Claimed from a worker whose lease ran out. */
+  takenOver: boolean;
 }
 
 export type BuildClaim =
@@ -44,7 +48,7 @@ export async function claimBuild(
       trx,
       trx
         .selectFrom("builds")
-        .select(["id", "state", "task_id", "virtual_machine_id", "attempts"])
+        .select(["id", "state", "task_id", "virtual_machine_id", "attempts", "created_at"])
         .where("virtual_machine_id", "in", (eb) =>
           eb
             .selectFrom("virtual_machines")
@@ -86,6 +90,8 @@ export async function claimBuild(
         taskId: build.task_id,
         vmId: needs.vmId,
         attempt: build.attempts + 1,
+        acceptedAt: Number(build.created_at),
+        takenOver: build.state === "building",
       },
     } as const;
   });

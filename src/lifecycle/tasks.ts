@@ -213,6 +213,8 @@ export interface ClaimedTask {
   action: TaskAction;
   /** The larger task this one is part of (a whole trash's purge). */
   parentId: string | null;
+  /** Claimed from a worker whose lease ran out. */
+  takenOver: boolean;
 }
 
 /**
@@ -305,6 +307,7 @@ export async function claimTask(
       objectType: task.object_type === "Disk" ? ("Disk" as const) : ("VirtualMachine" as const),
       action: task.action!,
       parentId: task.parent_id,
+      takenOver: task.status === "running",
     };
   });
 }

@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import SQLite from "better-sqlite3";
-import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase } from "kysely";
+import { Kysely, PostgresDialect, SqliteDialect, type KyselyConfig, type SqliteDatabase } from "kysely";
 import type pg from "pg";
 import type { DialectName } from "./dialect.js";
 import { GroupCommit } from "./group-commit.js";
@@ -30,6 +30,18 @@ export interface StoreOptions {
   poolSize?: number;
   /** Run migrations on open (the default). */
   migrate?: boolean;
+  /** Told how long each statement run through Kysely took (metrics). */
+  statements?: StatementObserver;
+}
+
+export interface StatementObserver {
+  statement(seconds: number, failed: boolean): void;
+}
+
+/** Kysely's log option, when statements are observed. */
+function statementLog(observer: StatementObserver | undefined): KyselyConfig["log"] {
+  if (!observer) return undefined;
+  return (event) => observer.statement(event.queryDurationMillis / 1000, event.level === "error");
 }
 
 export interface Store {
@@ -118,6 +130,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     });
     const db = new Kysely<Database>({
       dialect: new PostgresDialect({ pool: resilientPool(pool, driver, timeoutMs + 1000) }),
+      log: statementLog(options.statements),
     });
     store = {
       db,
@@ -142,7 +155,10 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     const reader = new SnapshotReader(readerConnection);
     // Before this process writes, reads leave their shared snapshot, so they see the write.
     const statements = withStatementCache(sqlite, reader.release);
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: statements }) });
+    const db = new Kysely<Database>({
+      dialect: new SqliteDialect({ database: statements }),
+      log: statementLog(options.statements),
+    });
     useReaderConnection(db, reader);
     const direct: DirectRunner = (sql, parameters) => {
       const statement = statements.prepare(sql);

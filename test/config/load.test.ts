@@ -156,7 +156,7 @@ describe("settings: every bad value is refused, naming where it came from and wh
         `${path}:1: listen is "0.0.0.0:99999": expected HOST:PORT, [IPv6]:PORT or :PORT`,
         `${path}:3: http.body_timeout_ms is "5s": expected a whole number of milliseconds, at least 1`,
         `${path}:4: unknown setting "http.bogus"; known: http.headers_timeout_ms, http.body_timeout_ms, http.keep_alive_timeout_ms, http.max_requests_per_connection, http.max_connections, http.max_connections_per_address, http.max_url_bytes, http.max_header_bytes`,
-        `${path}:5: unknown setting "colour"; known: listen, data_dir, database_url, role, host, base_domain, log_level, trusted_proxies, cors, rate_limits, organization_limits, trash_keep_seconds, auth_cache_ms, oauth, http, load_shedding, agent`,
+        `${path}:5: unknown setting "colour"; known: listen, metrics_listen, data_dir, database_url, role, host, base_domain, log_level, trusted_proxies, cors, rate_limits, organization_limits, trash_keep_seconds, auth_cache_ms, oauth, http, load_shedding, agent`,
         `${path}:7: organization_limits.virtual_machines is "lots": expected a whole number or unlimited`,
         `${path}:9: cors.origins[1] is "ftp://x": expected an origin (http:// or https://, a host and maybe a port, no path) or "*"`,
         `${path}:10: role is "boss": expected one of api, worker, all`,

@@ -3,7 +3,9 @@
  * build, then started again. The build must end as it would have without the crash (a
  * crash costs an attempt, and one is not enough to give up), nothing may leak (no
  * process, directory, address or tap that no live VM owns), and a VM that was running
- * keeps running, untouched.
+ * keeps running, untouched. Each server also serves /metrics (--metrics-listen): scraped
+ * after real builds, it counts them, their QEMU processes, and the restarted server's
+ * takeover of the killed one's build.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -29,17 +31,20 @@ import {
   killVmProcesses,
 } from "../support/e2e.js";
 import { until } from "../support/eventually.js";
+import { parseMetrics, sample } from "../support/metrics.js";
 
 const WEB_XML = readFileSync(join(ROOT, "examples/web.xml"), "utf8");
 const namespace = uniqueNamespace();
 let dataDir: string;
 let token: string;
 let port: number;
+let metricsPort: number;
 let server: ChildProcess | undefined;
 
 /** `api`: HTTP only, no worker, so accepted builds stay pending. */
 async function startServer(role: "all" | "api" = "all"): Promise<void> {
   const args = [CLI, "serve", "--data", dataDir, "--listen", `127.0.0.1:${port}`, "--role", role];
+  args.push("--metrics-listen", `127.0.0.1:${metricsPort}`);
   server = spawn(process.execPath, args, {
     env: { ...process.env, DATABASE_URL: "", TREBUCHET_LOG_LEVEL: "warn", TREBUCHET_READY_TIMEOUT: "300" },
     stdio: ["ignore", "ignore", "inherit"],
@@ -53,6 +58,13 @@ async function startServer(role: "all" | "api" = "all"): Promise<void> {
     }
   }
   throw new Error("the server did not start");
+}
+
+/** What the running server's /metrics says. */
+async function scrape() {
+  const response = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+  expect(response.status).toBe(200);
+  return parseMetrics(await response.text());
 }
 
 function killServer(signal: NodeJS.Signals): Promise<void> {
@@ -154,6 +166,7 @@ beforeAll(async () => {
   token = await e2eTenant(store.db);
   await store.close();
   port = await freePort();
+  metricsPort = await freePort();
   await startServer();
 }, 300_000);
 
@@ -176,6 +189,16 @@ describe("kill -9 of the control plane (real QEMU)", () => {
     const pids = qemuProcesses(done.virtual_machine.id);
     expect(pids).toHaveLength(1);
     survivor = { id: done.virtual_machine.id, pid: pids[0]! };
+    const metrics = await scrape();
+    expect(
+      sample(metrics, "trebuchet_http_requests_total", { operation: "build_from_spec", status: "201" }),
+    ).toBe(1);
+    expect(sample(metrics, "trebuchet_builds", { state: "complete" })).toBe(1);
+    expect(sample(metrics, "trebuchet_build_duration_seconds_count", { outcome: "complete" })).toBe(1);
+    expect(sample(metrics, "trebuchet_virtual_machines", { state: "started" })).toBe(1);
+    expect(sample(metrics, "trebuchet_host_qemu_processes", { host: "local" })).toBe(1);
+    expect(sample(metrics, "trebuchet_host_memory_used_bytes", { host: "local" })).toBe(1024 ** 3);
+    expect(sample(metrics, "trebuchet_lease_takeovers_total", { kind: "build" })).toBe(0);
   }, 600_000);
 
   // Per moment of the kill, the one outcome that is right: a crash costs the build an
@@ -187,14 +210,14 @@ describe("kill -9 of the control plane (real QEMU)", () => {
       refuseBoot: false,
       // Accepted by a server without a worker: nothing can have claimed it.
       before: { role: "api" as const, state: "pending", attempts: 0 },
-      after: { state: "complete", failure_reason: null, attempts: 1 },
+      after: { state: "complete", failure_reason: null, attempts: 1, takenOver: 0 },
     },
     {
       moment: "while QEMU is booting the guest",
       hostname: "crash-boot",
       refuseBoot: false,
       before: { role: "all" as const, state: "building", attempts: 1 },
-      after: { state: "complete", failure_reason: null, attempts: 2 },
+      after: { state: "complete", failure_reason: null, attempts: 2, takenOver: 1 },
     },
     {
       moment: "while QEMU is booting a guest that will refuse to boot",
@@ -206,6 +229,7 @@ describe("kill -9 of the control plane (real QEMU)", () => {
         state: "failed",
         failure_reason: "the guest reported: template option fail_boot=true: the guest refuses to boot",
         attempts: 2,
+        takenOver: 1,
       },
     },
   ];
@@ -240,6 +264,16 @@ describe("kill -9 of the control plane (real QEMU)", () => {
         failure_reason: after.failure_reason,
       });
       expect((await buildRow(buildId)).attempts).toBe(after.attempts);
+      // The restarted server took the killed one's build over (its lease ran out), and
+      // counts its next attempt as a retry.
+      const metrics = await scrape();
+      expect(sample(metrics, "trebuchet_lease_takeovers_total", { kind: "build" })).toBe(after.takenOver);
+      expect(sample(metrics, "trebuchet_retries_total", { kind: "build_attempt" })).toBe(after.takenOver);
+      expect(
+        sample(metrics, "trebuchet_build_duration_seconds_count", {
+          outcome: after.state === "complete" ? "complete" : "failed",
+        }),
+      ).toBe(1);
       const store = await openStore({ dataDir, migrate: false });
       try {
         const vm = await store.db
