@@ -1,7 +1,7 @@
 /**
  * Every error the API answers with, in one table: code, HTTP status and the fixed
  * description of the Katapult schema (its `*Enum` error schemas, in the OpenAPI document
- * copied to test/fixtures/katapult-core-openapi.json). Handlers,
+ * copied to reference/katapult-core-openapi.json). Handlers,
  * tests and the README all read this table.
  */
 export const ERRORS = {

@@ -16,6 +16,7 @@ import { limitReachedError } from "./refusals.js";
 import { BodyDeadlines, encodingRefusal } from "./body-guards.js";
 import type { AgentHealth } from "../engine/agent.js";
 import { readinessChecks } from "./health.js";
+import { registerOpenApiRoutes } from "./openapi/routes.js";
 import { preflightRefusal, registerCors, type CorsOptions } from "./cors.js";
 import { registerLoadShedding, type LoadShedding } from "./load-shedding.js";
 import {
@@ -286,6 +287,8 @@ export async function buildApp(options: AppOptions): Promise<Api> {
     finishHeaders(reply);
     return reply.type("application/json; charset=utf-8").send({ status: "ready", checks });
   });
+
+  registerOpenApiRoutes(app, options.operations, finishHeaders);
 
   app.setNotFoundHandler((request, reply) => {
     const refusal = preflightRefusal(request);

@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { VERSION } from "../version.js";
 import { registerAdminCommands } from "./admin-commands.js";
 import { registerDemoCommand } from "./demo-command.js";
 import { registerServeCommand } from "./serve-command.js";
@@ -9,7 +10,7 @@ import { registerConfigCommands } from "./config-commands.js";
 export function buildProgram(): Command {
   const program = new Command("trebuchet")
     .description("Self-hosted virtual machine builds behind the Katapult Core API")
-    .version("0.1.0")
+    .version(VERSION)
     .exitOverride()
     .showHelpAfterError("(run with --help for usage)");
   registerSpecCommands(program);

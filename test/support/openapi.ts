@@ -1,6 +1,6 @@
 /**
  * Validates response bodies against the official Katapult Core OpenAPI document
- * (test/fixtures/katapult-core-openapi.json, a verbatim copy; see test/fixtures/README.md).
+ * (reference/katapult-core-openapi.json, a verbatim copy; see reference/README.md).
  *
  * Strict: the document marks `required` on 5 of its 601 schemas, so read as written it
  * accepts `{"virtual_machine": {}}`. Real clients rely on every field being present
@@ -11,7 +11,7 @@
 import { readFileSync } from "node:fs";
 import { Ajv, type ValidateFunction } from "ajv";
 
-export const OPENAPI_PATH = new URL("../fixtures/katapult-core-openapi.json", import.meta.url).pathname;
+export const OPENAPI_PATH = new URL("../../reference/katapult-core-openapi.json", import.meta.url).pathname;
 export const openapi = JSON.parse(readFileSync(OPENAPI_PATH, "utf8")) as {
   paths: Record<
     string,
