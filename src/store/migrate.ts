@@ -1,4 +1,5 @@
-import { Migrator, type Kysely, type Migration, type MigrationResultSet } from "kysely";
+import type { Kysely } from "kysely";
+import { Migrator, type Migration, type MigrationResultSet } from "kysely/migration";
 import * as initial from "./migrations/0001-initial.js";
 import * as workQueue from "./migrations/0002-work-queue.js";
 import * as lifecycle from "./migrations/0003-lifecycle.js";

@@ -61,5 +61,6 @@ export function resilientPool(pool: pg.Pool, driver: typeof pg, readTimeoutMs: n
   return {
     connect: () => pool.connect().then(wrap, connectionFailed),
     end: () => pool.end(),
+    options: pool.options,
   };
 }

@@ -15,7 +15,7 @@ import { applyCatalog } from "../../src/catalog/apply.js";
 import { createApiToken, createOrganization } from "../../src/catalog/accounts.js";
 import { ERRORS, type ErrorCode } from "../../src/errors.js";
 import { EXAMPLE_CATALOG } from "../support/api.js";
-import { CLI, ROOT } from "../support/cli.js";
+import { CLI, ROOT, SERVICE_NODE_FLAGS } from "../support/cli.js";
 import { hostileCases, type HostileCase, type Victim } from "../support/hostile-cases.js";
 import { exchange, type RawResponse } from "../support/raw-http.js";
 import { DIALECTS, openTestStore, type TestStore } from "../support/stores.js";
@@ -135,19 +135,23 @@ describe.each(DIALECTS)("hostile clients against trebuchet serve on %s", (dialec
       "databaseUrl" in store.options
         ? { DATABASE_URL: store.options.databaseUrl }
         : { DATABASE_URL: "", TREBUCHET_DATA: store.options.dataDir };
-    child = spawn(process.execPath, [CLI, "serve", "--role", "api", "--listen", `127.0.0.1:${port}`], {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        ...database,
-        TREBUCHET_BASE_DOMAIN: "t.test",
-        TREBUCHET_HEADERS_TIMEOUT_MS: "1000",
-        TREBUCHET_BODY_TIMEOUT_MS: "1000",
-        TREBUCHET_RATE_LIMITS: "read=10000000,write=10000000,build=10000000",
-        TREBUCHET_LOG_LEVEL: "silent",
+    child = spawn(
+      process.execPath,
+      [...SERVICE_NODE_FLAGS, CLI, "serve", "--role", "api", "--listen", `127.0.0.1:${port}`],
+      {
+        cwd: ROOT,
+        env: {
+          ...process.env,
+          ...database,
+          TREBUCHET_BASE_DOMAIN: "t.test",
+          TREBUCHET_HEADERS_TIMEOUT_MS: "1000",
+          TREBUCHET_BODY_TIMEOUT_MS: "1000",
+          TREBUCHET_RATE_LIMITS: "read=10000000,write=10000000,build=10000000",
+          TREBUCHET_LOG_LEVEL: "silent",
+        },
+        stdio: ["ignore", "ignore", "inherit"],
       },
-      stdio: ["ignore", "ignore", "inherit"],
-    });
+    );
     for (let i = 0; ; i++) {
       const up = await fetch(`http://127.0.0.1:${port}/core/v1/organizations`).then(
         () => true,

@@ -4,6 +4,12 @@ import { fileURLToPath } from "node:url";
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 /** The compiled command (scripts/test builds it before the suite runs). */
 export const CLI = fileURLToPath(new URL("../../dist/src/cli/main.js", import.meta.url));
+/** The V8 flags `./trebuchet` and the Debian package run the service with (see "Memory" in bench/README.md). */
+export const SERVICE_NODE_FLAGS = [
+  "--max-semi-space-size=4",
+  "--single-threaded-gc",
+  "--heap-growing-percent=50",
+];
 
 export function runCli(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}) {
   const result = spawnSync(process.execPath, [CLI, ...args], {
