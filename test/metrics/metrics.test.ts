@@ -81,19 +81,23 @@ describe.each(DIALECTS)("metrics on %s", (dialect) => {
       return row.state === "complete" || row.state === "failed" ? row : undefined;
     });
     expect(build.state).toBe("complete");
-    const stop = await api.call("POST", `/core/v1/virtual_machines/_/stop`, {
-      token: acmeToken,
-      body: { virtual_machine: { id: build.virtual_machine_id } },
-    });
-    expect(stop.statusCode, stop.body).toBe(200);
-    await until("the stop", async () => {
-      const task = await db
-        .selectFrom("tasks")
-        .select("status")
-        .where("id", "=", stop.json().task.id)
-        .executeTakeFirstOrThrow();
-      return task.status === "completed" ? true : undefined;
-    });
+    /** A power action through the API, waited for until its task completed. */
+    const powerAction = async (action: "start" | "stop") => {
+      const queued = await api!.call("POST", `/core/v1/virtual_machines/_/${action}`, {
+        token: acmeToken,
+        body: { virtual_machine: { id: build.virtual_machine_id } },
+      });
+      expect(queued.statusCode, queued.body).toBe(200);
+      await until(`the ${action}`, async () => {
+        const task = await db
+          .selectFrom("tasks")
+          .select("status")
+          .where("id", "=", queued.json().task.id)
+          .executeTakeFirstOrThrow();
+        return task.status === "completed" ? true : undefined;
+      });
+    };
+    await powerAction("stop");
     const reads = [];
     for (let i = 0; i < 5; i++)
       reads.push((await api.call("GET", "/core/v1/organizations", { token: globexToken })).statusCode);
@@ -134,19 +138,7 @@ describe.each(DIALECTS)("metrics on %s", (dialect) => {
     expect(sample(after, "process_resident_memory_bytes", {})).toBeGreaterThan(0);
 
     // Started again, its process counts.
-    const start = await api.call("POST", `/core/v1/virtual_machines/_/start`, {
-      token: acmeToken,
-      body: { virtual_machine: { id: build.virtual_machine_id } },
-    });
-    expect(start.statusCode, start.body).toBe(200);
-    await until("the start", async () => {
-      const task = await db
-        .selectFrom("tasks")
-        .select("status")
-        .where("id", "=", start.json().task.id)
-        .executeTakeFirstOrThrow();
-      return task.status === "completed" ? true : undefined;
-    });
+    await powerAction("start");
     expect(sample(await scrape(), "trebuchet_host_qemu_processes", { host: "local" })).toBe(1);
   });
 
