@@ -32,6 +32,8 @@ import {
   type LimitSetting,
 } from "../lifecycle/index.js";
 import { loadSettings } from "../config/load.js";
+import { cleanUpHost, HostCleanupError } from "../engine/host-cleanup.js";
+import { HostError } from "../hosts/driver.js";
 import { organizationLimitsOf, storeOptionsOf } from "../config/server-config.js";
 import type { Settings } from "../config/settings.js";
 import { migrateToLatest, openStore, ROLES, type Role, type Store } from "../store/index.js";
@@ -103,7 +105,12 @@ async function withStore(
   try {
     await action(store);
   } catch (error) {
-    if (error instanceof AccountError || error instanceof CatalogError) {
+    if (
+      error instanceof AccountError ||
+      error instanceof CatalogError ||
+      error instanceof HostError ||
+      error instanceof HostCleanupError
+    ) {
       process.stderr.write(`trebuchet: ${error.message}\n`);
       process.exitCode = 1;
       return;
@@ -433,6 +440,39 @@ export function registerAdminCommands(program: Command): void {
           flags,
           { ...files, catalog: report },
           `cloud template in ${files.directory}, registered as templates/debian-12-cloud`,
+        );
+      }),
+    );
+
+  const host = admin.command("host").description("What the host agents made on this machine");
+  storeCommand(
+    host,
+    "cleanup",
+    "Remove what no live VM of this installation owns on this machine: VM directories, taps and bridges, and the host's network namespace when no VM is left",
+  )
+    .option("--host <name>", "the catalog host this machine runs (default: the catalog's only host)")
+    .option(
+      "--abandoned",
+      "also remove the host's namespace when another installation marked it and no process lives in it",
+    )
+    .action((flags: StoreFlags & { host?: string; abandoned?: boolean }) =>
+      withStore(flags, async (store) => {
+        const result = await cleanUpHost({
+          db: store.db,
+          dataDir: settingsOf(flags).data_dir,
+          ...(flags.host ? { hostName: flags.host } : {}),
+          cleanup: { abandoned: flags.abandoned === true },
+        });
+        const lines = [
+          ...result.vms.map((vm) => `removed ${vm} (no live VM owns it)`),
+          ...(result.links.length > 0 ? [`removed links ${result.links.join(", ")}`] : []),
+          ...(result.namespaceRemoved ? [`removed network namespace ${result.namespaceRemoved}`] : []),
+          ...result.notes,
+        ];
+        output(
+          flags,
+          result,
+          lines.length > 0 ? lines.join("\n") : `nothing to clean up on host ${result.host}`,
         );
       }),
     );

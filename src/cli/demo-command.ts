@@ -12,6 +12,7 @@ import {
   organizationBySubDomain,
 } from "../catalog/accounts.js";
 import { applyCatalog } from "../catalog/apply.js";
+import { cleanUpHost } from "../engine/host-cleanup.js";
 import { readCatalogFile } from "../catalog/catalog-file.js";
 import { buildDemoTemplate, demoTemplateExists } from "../hosts/qemu/demo-template.js";
 import { createServer, DEFAULT_BASE_DOMAIN } from "../server.js";
@@ -22,6 +23,8 @@ import { parseListen, type ListenAddress } from "../api/listen.js";
 import { DEMO_PACKAGES, ensureSystemPackages } from "./system-packages.js";
 
 const exec = promisify(execFile);
+/** The demo host's network namespace (examples/catalog.yaml's host, moved apart). */
+export const DEMO_NAMESPACE = "trebuchet-demo";
 const ROOT = PROJECT_ROOT;
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const listenArgument = (text: string) => {
@@ -59,6 +62,9 @@ export function registerDemoCommand(program: Command): void {
       try {
         const read = readCatalogFile(readFileSync(join(ROOT, "examples/catalog.yaml"), "utf8"));
         if ("problems" in read) throw new Error(read.problems.join("\n"));
+        // The demo's networks live in a namespace of their own, apart from those of a
+        // service run by hand from the same catalog (the same address ranges).
+        for (const host of read.catalog.hosts) host.namespace = DEMO_NAMESPACE;
         await applyCatalog(setup.db, read.catalog);
         try {
           await organizationBySubDomain(setup.db, "demo");
@@ -117,6 +123,7 @@ export function registerDemoCommand(program: Command): void {
           );
         }
         await server.stop();
+        if (!options.keep) await cleanUpDemoHost(dataDir);
         say("stopped");
         process.exit(0);
       };
@@ -146,6 +153,7 @@ export function registerDemoCommand(program: Command): void {
       });
       if (!result.ok || !result.vm) {
         await server.stop();
+        await cleanUpDemoHost(dataDir);
         process.exitCode = 1;
         return;
       }
@@ -177,6 +185,22 @@ export function registerDemoCommand(program: Command): void {
       );
       say("\nThe service keeps running; press Ctrl-C to stop it.");
     });
+}
+
+/** Removes what the demo made on this machine that no live VM owns: its namespace, once its VM is gone. */
+async function cleanUpDemoHost(dataDir: string): Promise<void> {
+  const store = await openStore({ dataDir });
+  try {
+    const result = await cleanUpHost({ db: store.db, dataDir });
+    if (result.namespaceRemoved) say(`removed network namespace ${result.namespaceRemoved}`);
+    for (const note of result.notes) say(note);
+  } catch (error) {
+    say(
+      `(could not clean up the demo's host state: ${(error as Error).message}; trebuchet admin host cleanup --data ${dataDir})`,
+    );
+  } finally {
+    await store.close();
+  }
 }
 
 /** Deletes a VM and purges it from the trash, waiting until its host holds nothing of it. */

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import type { Kysely } from "kysely";
 import type { HostDriver, StepTimeouts } from "../hosts/driver.js";
 import { createDriver } from "../hosts/registry.js";
-import { isDatabaseUnavailable, type Database } from "../store/index.js";
+import { installationId, isDatabaseUnavailable, type Database } from "../store/index.js";
 import { Worker, type WorkerEvents } from "./worker.js";
 
 export interface AgentOptions {
@@ -82,6 +82,7 @@ export class HostAgent {
       hostName: host.name,
       namespace: host.namespace,
       dataDir: this.options.dataDir,
+      installation: await installationId(this.options.db),
       log: (message) => this.options.log(message),
     });
     this.driver = this.options.instrument ? this.options.instrument(driver) : driver;

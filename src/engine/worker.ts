@@ -28,6 +28,7 @@ import {
 } from "../lifecycle/index.js";
 import { isDatabaseUnavailable, type Database, type Row } from "../store/index.js";
 import { loadVmDefinition } from "./definition.js";
+import { liveOnHost, readHostRecords } from "./host-cleanup.js";
 
 export interface WorkerOptions {
   db: Kysely<Database>;
@@ -455,47 +456,19 @@ export class Worker {
 
   async reconcile(): Promise<void> {
     const { driver } = this.options;
-    const vms = await this.db
-      .selectFrom("virtual_machines")
-      .select(["id", "state", "deleted_at", "purged_at"])
-      .where("host_id", "=", this.host.id)
-      .execute();
-    const building = new Set(
-      (
-        await this.db
-          .selectFrom("builds")
-          .select("virtual_machine_id")
-          .where("state", "in", ["pending", "building"])
-          .execute()
-      ).map((b) => b.virtual_machine_id),
-    );
-    const busy = new Set(
-      (
-        await this.db
-          .selectFrom("tasks")
-          .select("object_id")
-          .where("status", "in", ["pending", "running"])
-          .where("action", "is not", null)
-          .execute()
-      ).map((t) => t.object_id),
-    );
-    const live = new Set<string>();
-    for (const vm of vms) {
-      if (vm.purged_at !== null) continue;
-      // Being built, or in the trash (kept, powered off, until its purge): nothing to observe.
-      if (vm.deleted_at !== null || building.has(vm.id)) {
-        live.add(vm.id);
-        continue;
-      }
-      if (vm.state === "failed") continue;
-      live.add(vm.id);
-      if (busy.has(vm.id)) continue;
+    const records = await readHostRecords(this.db, this.host.id);
+    const live = liveOnHost(records);
+    for (const vm of records.vms) {
+      // Being built, in the trash (kept, powered off, until its purge), failed, or with an
+      // action in hand: nothing to observe.
+      if (!live.has(vm.id) || vm.deleted_at !== null || records.building.has(vm.id)) continue;
+      if (records.busy.has(vm.id)) continue;
       const observed = stateOfPower(await driver.state(vm.id));
       if (vm.state !== observed && (await recordObservedState(this.db, vm.id, vm.state, observed)))
         this.log(`reconcile: ${vm.id} is ${observed} on its host, was recorded ${vm.state}`);
     }
     for (const vmId of await driver.list()) {
-      if (live.has(vmId) || busy.has(vmId)) continue;
+      if (live.has(vmId)) continue;
       this.log(`reconcile: removing ${vmId} from host ${this.host.name} (no live VM owns it)`);
       await driver.destroy(vmId);
     }

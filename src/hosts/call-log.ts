@@ -1,4 +1,11 @@
-import type { HostDriver, PowerState, Reconfigured, VmDefinition } from "./driver.js";
+import type {
+  HostCleanupOptions,
+  HostCleanupReport,
+  HostDriver,
+  PowerState,
+  Reconfigured,
+  VmDefinition,
+} from "./driver.js";
 
 /** One call that acted on a VM, with when it began and ended (performance.now()). */
 export interface DriverCall {
@@ -105,6 +112,9 @@ export class LoggedDriver implements HostDriver {
   }
   list(): Promise<string[]> {
     return this.inner.list();
+  }
+  cleanup(live: ReadonlySet<string>, options?: HostCleanupOptions): Promise<HostCleanupReport> {
+    return this.inner.cleanup(live, options);
   }
   console(vmId: string): Promise<string> {
     return this.inner.console(vmId);

@@ -132,10 +132,33 @@ export interface HostDriver {
   state(vmId: string): Promise<PowerState>;
   /** VMs this host has any trace of (for reconciliation after a restart). */
   list(): Promise<string[]>;
+  /**
+   * Removes what no VM of `live` owns (its VM directories, a running one powered off
+   * first; taps and bridges), and the host's scaffolding (its network namespace) when
+   * nothing of this installation is left on it. Never touches another installation's.
+   * Safe without `prepare`, and beside a running agent of the same installation.
+   */
+  cleanup(live: ReadonlySet<string>, options?: HostCleanupOptions): Promise<HostCleanupReport>;
   /** The serial console so far. */
   console(vmId: string): Promise<string>;
   /** Offset of the console now (pass to waitReady to wait for the next boot). */
   consoleSize(vmId: string): Promise<number>;
+}
+
+export interface HostCleanupOptions {
+  /** Also remove the host's namespace when another installation marked it and no process lives in it. */
+  abandoned?: boolean;
+}
+
+export interface HostCleanupReport {
+  /** VMs whose host state was removed. */
+  vms: string[];
+  /** Network links removed (taps, bridges). */
+  links: string[];
+  /** The network namespace, when it was removed. */
+  namespaceRemoved: string | null;
+  /** What was left alone, and why. */
+  notes: string[];
 }
 
 /** A failure the guest or host reported; the message is for the build's failure reason. */

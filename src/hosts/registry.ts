@@ -11,6 +11,8 @@ export interface DriverContext {
   namespace: string | null;
   /** The agent's data directory: `vms/`, `disks/` and `cache/` live here. */
   dataDir: string;
+  /** The installation what the driver makes on the machine is marked with (store/installation.ts). */
+  installation: string;
   log: (message: string) => void;
 }
 
@@ -23,6 +25,7 @@ const DRIVERS: Record<DriverName, (context: DriverContext) => HostDriver> = {
       cacheDir: join(context.dataDir, "cache"),
       disksDir: join(context.dataDir, "disks"),
       namespace: context.namespace,
+      installation: context.installation,
       log: context.log,
     }),
   /**

@@ -17,3 +17,4 @@ export * from "./housekeeping.js";
 export * from "./group-commit.js";
 export * from "./statements.js";
 export * from "./json-columns.js";
+export * from "./installation.js";

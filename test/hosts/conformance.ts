@@ -115,5 +115,39 @@ export function driverConformance(
       },
       timeoutMs * 2,
     );
+
+    it(
+      "cleans up what no live VM owns, powering it off first, and keeps the live ones",
+      async () => {
+        const { driver, vm, cleanup } = await setup();
+        const kept = vm("vm_conformanceKEEPS");
+        const base = vm("vm_conformanceGONES");
+        // Its own interface (a tap of its own), on the same network as the kept one.
+        const orphan = { ...base, interfaces: base.interfaces.map((nic) => ({ ...nic, id: `${nic.id}x` })) };
+        try {
+          await driver.prepare();
+          await driver.create(kept);
+          await driver.create(orphan);
+          await driver.start(orphan.id);
+          expect(await driver.state(orphan.id)).toBe("running");
+
+          const first = await driver.cleanup(new Set([kept.id]));
+          expect(first.vms).toEqual([orphan.id]);
+          expect(await driver.state(orphan.id)).toBe("missing");
+          expect(await driver.state(kept.id)).toBe("stopped");
+          expect(await driver.list()).toEqual([kept.id]);
+
+          // Nothing more to do while the same VM is live; all of it once none is.
+          expect((await driver.cleanup(new Set([kept.id]))).vms).toEqual([]);
+          expect((await driver.cleanup(new Set())).vms).toEqual([kept.id]);
+          expect(await driver.list()).toEqual([]);
+        } finally {
+          await driver.destroy(orphan.id).catch(() => undefined);
+          await driver.destroy(kept.id).catch(() => undefined);
+          await cleanup();
+        }
+      },
+      timeoutMs * 2,
+    );
   });
 }

@@ -7,6 +7,7 @@
  */
 import {
   HostError,
+  type HostCleanupReport,
   type HostDriver,
   type PowerState,
   type Reconfigured,
@@ -183,6 +184,12 @@ export class FakeDriver implements HostDriver {
 
   async list(): Promise<string[]> {
     return [...this.vms.keys()];
+  }
+
+  async cleanup(live: ReadonlySet<string>): Promise<HostCleanupReport> {
+    const vms = [...this.vms.keys()].filter((id) => !live.has(id));
+    for (const id of vms) await this.destroy(id);
+    return { vms, links: [], namespaceRemoved: null, notes: [] };
   }
 
   async console(id: string): Promise<string> {

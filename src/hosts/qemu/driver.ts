@@ -17,6 +17,8 @@ import { promisify } from "node:util";
 import {
   HostError,
   type GuestDisk,
+  type HostCleanupOptions,
+  type HostCleanupReport,
   type HostDriver,
   type PowerState,
   type Reconfigured,
@@ -34,7 +36,14 @@ import {
   type Networking,
   type VmPaths,
 } from "./args.js";
-import { NamespaceNetwork, namespacesAvailable, type Port } from "./network.js";
+import {
+  foreignNamespace,
+  NamespaceNetwork,
+  namespaceOwner,
+  namespacesAvailable,
+  processesIn,
+  type Port,
+} from "./network.js";
 import { DiskPrototypes } from "./disk-prototypes.js";
 import { closeDrive, diskDevice, hotplugPorts, plugDisk, unplugDisk } from "./hotplug.js";
 import { qmp, QmpSession } from "./qmp.js";
@@ -59,6 +68,8 @@ export interface QemuDriverOptions {
   disksDir: string;
   /** Network namespace for VM networking; null = user-mode networking. */
   namespace: string | null;
+  /** The installation the namespace, its links and the VM directory are marked with (store/installation.ts). */
+  installation: string;
   log?: (message: string) => void;
 }
 
@@ -86,7 +97,7 @@ export class QemuDriver implements HostDriver {
   }
 
   async prepare(): Promise<void> {
-    mkdirSync(this.options.vmsDir, { recursive: true });
+    this.claimVmsDir();
     try {
       await exec("qemu-system-x86_64", ["--version"]);
       await exec("qemu-img", ["--version"]);
@@ -94,8 +105,12 @@ export class QemuDriver implements HostDriver {
       throw new HostError("QEMU is not installed (apt-get install qemu-system-x86 qemu-utils)");
     }
     if (this.options.namespace && (await namespacesAvailable())) {
-      this.network = new NamespaceNetwork(this.options.namespace);
-      await this.network.ensureNamespace();
+      const network = new NamespaceNetwork(this.options.namespace, this.options.installation);
+      if ((await network.ensureNamespace()) === "adopted")
+        this.log(
+          `network namespace ${this.options.namespace} was unmarked: now marked as this installation's`,
+        );
+      this.network = network;
       this.networking = "tap";
     } else {
       this.networking = "user";
@@ -105,6 +120,70 @@ export class QemuDriver implements HostDriver {
           : "WARNING: this host has no network namespace configured: VMs get user-mode networking",
       );
     }
+  }
+
+  /**
+   * The VM directory is this installation's: one that another installation's agent marked
+   * holds that one's VMs, which this agent's reconciliation would take for leftovers.
+   */
+  private claimVmsDir(): void {
+    const marker = join(this.options.vmsDir, ".installation");
+    mkdirSync(this.options.vmsDir, { recursive: true });
+    const owner = existsSync(marker) ? readFileSync(marker, "utf8").trim() : undefined;
+    if (owner === undefined) writeFileSync(marker, `${this.options.installation}\n`);
+    else if (owner !== this.options.installation)
+      throw new HostError(
+        `${this.options.vmsDir} holds the VMs of another Trebuchet installation (${owner}; this one is ${this.options.installation}): give each installation its own data directory`,
+      );
+  }
+
+  async cleanup(live: ReadonlySet<string>, options: HostCleanupOptions = {}): Promise<HostCleanupReport> {
+    const report: HostCleanupReport = { vms: [], links: [], namespaceRemoved: null, notes: [] };
+    const { namespace, installation } = this.options;
+    if (existsSync(this.options.vmsDir)) this.claimVmsDir();
+    if (namespace && !this.network) {
+      const owner = await namespaceOwner(namespace);
+      if (owner.exists && owner.installation !== null && owner.installation !== installation) {
+        if (!options.abandoned)
+          report.notes.push(foreignNamespace(namespace, owner.installation, installation));
+        else {
+          const pids = await processesIn(namespace);
+          if (pids.length > 0)
+            throw new HostError(
+              `network namespace ${namespace} of installation ${owner.installation} is not abandoned: ${pids.length} process(es) live in it (${pids.slice(0, 5).join(", ")})`,
+            );
+          await exec("ip", ["netns", "del", namespace]);
+          report.namespaceRemoved = namespace;
+        }
+      } else if (owner.exists) this.network = new NamespaceNetwork(namespace, installation);
+    }
+    for (const vmId of await this.list()) {
+      if (live.has(vmId)) continue;
+      await this.destroy(vmId);
+      report.vms.push(vmId);
+    }
+    if (!this.network) return report;
+    report.links = await this.network.prune(async () => {
+      const kept = (await this.list()).flatMap((vmId) => {
+        const file = join(this.paths(vmId).directory, "definition.json");
+        return existsSync(file) ? ports(JSON.parse(readFileSync(file, "utf8")) as VmDefinition) : [];
+      });
+      return {
+        taps: new Set(kept.map((port) => port.tap)),
+        bridges: new Set(kept.map((port) => port.bridge)),
+      };
+    });
+    if (live.size === 0 && (await this.list()).length === 0) {
+      const pids = await processesIn(this.network.namespace);
+      if (pids.length === 0) {
+        await this.network.removeNamespace();
+        report.namespaceRemoved = this.network.namespace;
+      } else
+        report.notes.push(
+          `network namespace ${this.network.namespace} kept: ${pids.length} process(es) that are not VMs live in it (${pids.slice(0, 5).join(", ")})`,
+        );
+    }
+    return report;
   }
 
   paths(vmId: string): VmPaths {

@@ -53,8 +53,15 @@ export class NamespaceNetwork {
   private pending = 0;
   /** Bridges set up by this process, with the gateway addresses they were given. */
   private readonly bridges = new Map<string, string>();
+  /** The alias every link this installation makes carries (`ip link` shows it). */
+  private readonly marker: string;
 
-  constructor(readonly namespace: string) {}
+  constructor(
+    readonly namespace: string,
+    readonly installation: string,
+  ) {
+    this.marker = markerOf(installation);
+  }
 
   private serial<T>(body: () => Promise<T>): Promise<T> {
     // When nothing is queued, start at once: the first `ip` process is spawned before the
@@ -88,14 +95,25 @@ export class NamespaceNetwork {
     }
   }
 
-  /** Creates the namespace when missing, with loopback up and IPv6 duplicate detection off (addresses are allocated, not guessed). */
-  async ensureNamespace(): Promise<void> {
-    try {
-      await exec("ip", ["netns", "add", this.namespace]);
-    } catch (error) {
-      if (!/exists/i.test((error as { stderr?: string }).stderr ?? "")) throw error;
+  /**
+   * Creates the namespace when missing, marked as this installation's (its loopback's
+   * alias), with loopback up and IPv6 duplicate detection off (addresses are allocated,
+   * not guessed). A namespace another installation marked is refused: its bridges hold
+   * that installation's gateways. An unmarked one (made before namespaces were marked) is
+   * adopted.
+   */
+  async ensureNamespace(): Promise<"created" | "adopted" | "reused"> {
+    const owner = await namespaceOwner(this.namespace);
+    if (owner.exists && owner.installation !== null && owner.installation !== this.installation)
+      throw new HostError(foreignNamespace(this.namespace, owner.installation, this.installation));
+    if (!owner.exists) {
+      try {
+        await exec("ip", ["netns", "add", this.namespace]);
+      } catch (error) {
+        if (!/exists/i.test((error as { stderr?: string }).stderr ?? "")) throw error;
+      }
     }
-    await this.ip("link", "set", "lo", "up");
+    await this.ip("link", "set", "lo", "up", "alias", this.marker);
     await exec("ip", [
       "netns",
       "exec",
@@ -104,6 +122,7 @@ export class NamespaceNetwork {
       "-c",
       "for f in /proc/sys/net/ipv6/conf/*/accept_dad; do echo 0 > $f; done",
     ]);
+    return !owner.exists ? "created" : owner.installation === null ? "adopted" : "reused";
   }
 
   /**
@@ -116,8 +135,10 @@ export class NamespaceNetwork {
       try {
         await this.plugOnce(ports);
       } catch {
-        // A bridge may have been removed behind our back: check every bridge and try again.
+        // A bridge, or the whole namespace (`admin host cleanup` when no VM was left), may
+        // have been removed behind our back: make sure of both and try again.
         this.bridges.clear();
+        await this.ensureNamespace();
         await this.plugOnce(ports);
       }
     });
@@ -130,7 +151,7 @@ export class NamespaceNetwork {
       await this.bridge(port.bridge, port.gatewayCidrs);
       this.bridges.set(port.bridge, wanted);
     }
-    const attach = ports.map((p) => `link set dev ${p.tap} master ${p.bridge} up`);
+    const attach = ports.map((p) => `link set dev ${p.tap} master ${p.bridge} up alias ${this.marker}`);
     try {
       await this.batch([...ports.map((p) => `tuntap add dev ${p.tap} mode tap`), ...attach]);
     } catch (error) {
@@ -212,7 +233,7 @@ export class NamespaceNetwork {
       if (current.includes(` ${cidr} `)) continue;
       await this.ip("addr", "add", cidr, "dev", bridge, ...(cidr.includes(":") ? ["nodad"] : []));
     }
-    await this.ip("link", "set", bridge, "up");
+    await this.ip("link", "set", bridge, "up", "alias", this.marker);
   }
 
   /**
@@ -271,6 +292,38 @@ export class NamespaceNetwork {
     });
   }
 
+  /**
+   * Removes the taps and bridges of this namespace that `keep` does not name, and returns
+   * their names. Links another installation marked, and kinds Trebuchet never makes, stay.
+   * The links are read before `keep` is asked: a VM that an agent makes meanwhile has its
+   * directory before its taps, so `keep` names them, or they are not in the list.
+   */
+  prune(keep: () => Promise<{ taps: ReadonlySet<string>; bridges: ReadonlySet<string> }>): Promise<string[]> {
+    return this.serial(async () => {
+      const links = JSON.parse(await this.ip("-j", "-d", "link", "show")) as LinkRecord[];
+      const wanted = await keep();
+      const ours = links.filter(
+        (link) => link.ifname !== "lo" && (link.ifalias === undefined || link.ifalias === this.marker),
+      );
+      const taps = ours.filter((link) => link.linkinfo?.info_kind === "tun" && !wanted.taps.has(link.ifname));
+      const bridges = ours.filter(
+        (link) => link.linkinfo?.info_kind === "bridge" && !wanted.bridges.has(link.ifname),
+      );
+      const removed = [...taps, ...bridges].map((link) => link.ifname);
+      if (removed.length > 0) await this.batch(removed.map((name) => `link del dev ${name}`));
+      for (const bridge of bridges) this.bridges.delete(bridge.ifname);
+      return removed;
+    });
+  }
+
+  /** Deletes the namespace itself (what is left in it goes with it). */
+  removeNamespace(): Promise<void> {
+    return this.serial(async () => {
+      await exec("ip", ["netns", "del", this.namespace]);
+      this.bridges.clear();
+    });
+  }
+
   /** Runs a command inside the namespace. */
   command(file: string, args: string[]): [string, string[]] {
     return ["ip", ["netns", "exec", this.namespace, file, ...args]];
@@ -281,6 +334,56 @@ function sameSpeed(a: InterfaceSpeed | undefined, b: InterfaceSpeed | undefined)
   return (
     (a?.downloadMbit ?? null) === (b?.downloadMbit ?? null) &&
     (a?.uploadMbit ?? null) === (b?.uploadMbit ?? null)
+  );
+}
+
+interface LinkRecord {
+  ifname: string;
+  ifalias?: string;
+  linkinfo?: { info_kind?: string };
+}
+
+const MARKER_PREFIX = "trebuchet:";
+
+function markerOf(installation: string): string {
+  return `${MARKER_PREFIX}${installation}`;
+}
+
+/** Whether a namespace exists, and whose it is: the installation that marked it, or null if unmarked. */
+export async function namespaceOwner(
+  namespace: string,
+): Promise<{ exists: false } | { exists: true; installation: string | null }> {
+  let stdout: string;
+  try {
+    ({ stdout } = await exec("ip", ["-n", namespace, "-j", "link", "show", "dev", "lo"]));
+  } catch (error) {
+    const stderr = (error as { stderr?: string }).stderr ?? "";
+    if (/Cannot open network namespace|No such file/i.test(stderr)) return { exists: false };
+    throw error;
+  }
+  const alias = (JSON.parse(stdout) as LinkRecord[])[0]?.ifalias;
+  if (alias === undefined || alias === "") return { exists: true, installation: null };
+  return {
+    exists: true,
+    installation: alias.startsWith(MARKER_PREFIX) ? alias.slice(MARKER_PREFIX.length) : alias,
+  };
+}
+
+/** The processes that live in a namespace (a VM's QEMU, an operator's shell). */
+export async function processesIn(namespace: string): Promise<number[]> {
+  const { stdout } = await exec("ip", ["netns", "pids", namespace]);
+  return stdout
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map(Number);
+}
+
+export function foreignNamespace(namespace: string, owner: string, installation: string): string {
+  return (
+    `network namespace ${namespace} belongs to another Trebuchet installation (${owner}; this one is ${installation}): ` +
+    `its bridges hold that installation's gateways. Give this host another namespace in the catalog, run ` +
+    `\`trebuchet admin host cleanup\` with that installation's settings, or, if it is gone, ` +
+    `\`trebuchet admin host cleanup --abandoned\` here`
   );
 }
 
