@@ -307,7 +307,9 @@ describe("kill -9 of the control plane (real QEMU)", () => {
           ).map((v) => v.id),
         );
         const onHost = existsSync(join(dataDir, "vms"))
-          ? (await import("node:fs")).readdirSync(join(dataDir, "vms"))
+          ? (await import("node:fs"))
+              .readdirSync(join(dataDir, "vms"))
+              .filter((name) => name.startsWith("vm_"))
           : [];
         expect(onHost.filter((id) => !live.has(id))).toEqual([]);
         // Every address held belongs to a live VM.
